@@ -3,11 +3,14 @@
 
 // Shared test helpers: status matchers (Abseil 20220623 has none) and test data paths.
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "gmock/gmock.h"
+#include "gtest/gtest.h"
 
 namespace gan::testing {
 
@@ -16,6 +19,18 @@ std::string TestDataPath(const std::string& relative);
 
 // A fresh empty directory under the test's temporary directory.
 std::string MakeTempDir(const std::string& name);
+
+// Expects |actual - expected| <= atol + rtol * |expected| elementwise, and reports the largest
+// difference (and where) so a failure says how far off it is.
+void ExpectAllClose(const std::string& what, const float* actual, const float* expected,
+                    size_t n, double atol = 1e-5, double rtol = 1e-4);
+inline void ExpectAllClose(const std::string& what, const std::vector<float>& actual,
+                           const std::vector<float>& expected, double atol = 1e-5,
+                           double rtol = 1e-4) {
+  EXPECT_EQ(actual.size(), expected.size()) << what;
+  ExpectAllClose(what, actual.data(), expected.data(), std::min(actual.size(), expected.size()),
+                 atol, rtol);
+}
 
 inline const absl::Status& GetStatus(const absl::Status& status) { return status; }
 template <typename T>

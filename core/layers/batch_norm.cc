@@ -1,0 +1,131 @@
+#include "core/layers/batch_norm.h"
+
+#include <unordered_map>
+
+namespace gan {
+namespace {
+
+using dnnl::memory;
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+using flags = dnnl::normalization_flags;
+
+// BatchNorm over channels of (N, C, H, W) or features of (N, F) (seen by oneDNN as (N, F, 1, 1)).
+// Training: normalizes with the batch statistics and updates the running ones the PyTorch way,
+//   running = (1 - momentum) * running + momentum * batch, with the variance made unbiased by
+//   n / (n - 1), n = N * H * W (oneDNN reports the biased one), and num_batches_tracked += 1.
+// Inference: normalizes with the running statistics.
+class BatchNorm : public Layer {
+ public:
+  explicit BatchNorm(const LayerBinding& b)
+      : training_(b.pass == Pass::kTraining),
+        momentum_(b.shape->spec.batch_norm().momentum()),
+        batches_tracked_(&b.params->BatchesTracked(b.shape->index)) {
+    const Dims& in = b.shape->input;
+    const int64_t c = in[0];
+    const int64_t spatial = in.size() == 3 ? in[1] * in[2] : 1;
+    channels_ = c;
+    count_ = b.batch * spatial;
+    const memory::desc data_md({b.batch, c, in.size() == 3 ? in[1] : 1, in.size() == 3 ? in[2] : 1},
+                               dt::f32, tag::nchw);
+    const memory::desc stat_md({c}, dt::f32, tag::a);
+    const int index = b.shape->index;
+    auto view = [&](const memory& m) { return memory(data_md, b.engine, m.get_data_handle()); };
+    src_ = view(b.src);
+    dst_ = view(b.dst);
+    scale_ = memory(stat_md, b.engine, b.params->Value(index, "weight"));
+    shift_ = memory(stat_md, b.engine, b.params->Value(index, "bias"));
+    running_mean_ = memory(stat_md, b.engine, b.params->Value(index, "running_mean"));
+    running_var_ = memory(stat_md, b.engine, b.params->Value(index, "running_var"));
+    const float eps = b.shape->spec.batch_norm().epsilon();
+
+    if (!training_) {
+      forward_ = dnnl::batch_normalization_forward(
+          dnnl::batch_normalization_forward::primitive_desc(
+              dnnl::batch_normalization_forward::desc(
+                  dnnl::prop_kind::forward_inference, data_md, eps,
+                  flags::use_global_stats | flags::use_scale | flags::use_shift),
+              b.engine));
+      return;
+    }
+    const dnnl::batch_normalization_forward::primitive_desc fwd_pd(
+        dnnl::batch_normalization_forward::desc(dnnl::prop_kind::forward_training, data_md, eps,
+                                                flags::use_scale | flags::use_shift),
+        b.engine);
+    forward_ = dnnl::batch_normalization_forward(fwd_pd);
+    mean_ = memory(stat_md, b.engine);
+    variance_ = memory(stat_md, b.engine);
+    diff_dst_ = view(b.diff_dst);
+    // oneDNN's backward always produces diff_src and the scale/shift gradients; unwanted ones go
+    // to scratch buffers.
+    diff_src_ = b.diff_src ? view(b.diff_src) : memory(data_md, b.engine);
+    diff_scale_ = memory(stat_md, b.engine, b.params->Grad(index, "weight"));
+    diff_shift_ = memory(stat_md, b.engine, b.params->Grad(index, "bias"));
+    scratch_diff_scale_ = memory(stat_md, b.engine);
+    scratch_diff_shift_ = memory(stat_md, b.engine);
+    backward_ = dnnl::batch_normalization_backward(
+        dnnl::batch_normalization_backward::primitive_desc(
+            dnnl::batch_normalization_backward::desc(dnnl::prop_kind::backward, data_md, data_md,
+                                                     eps, flags::use_scale | flags::use_shift),
+            b.engine, fwd_pd));
+  }
+
+  void Forward(dnnl::stream& s) override {
+    if (!training_) {
+      forward_.execute(s, {{DNNL_ARG_SRC, src_},
+                           {DNNL_ARG_DST, dst_},
+                           {DNNL_ARG_SCALE, scale_},
+                           {DNNL_ARG_SHIFT, shift_},
+                           {DNNL_ARG_MEAN, running_mean_},
+                           {DNNL_ARG_VARIANCE, running_var_}});
+      return;
+    }
+    forward_.execute(s, {{DNNL_ARG_SRC, src_},
+                         {DNNL_ARG_DST, dst_},
+                         {DNNL_ARG_SCALE, scale_},
+                         {DNNL_ARG_SHIFT, shift_},
+                         {DNNL_ARG_MEAN, mean_},
+                         {DNNL_ARG_VARIANCE, variance_}});
+    s.wait();
+    const float* mean = static_cast<const float*>(mean_.get_data_handle());
+    const float* var = static_cast<const float*>(variance_.get_data_handle());
+    float* running_mean = static_cast<float*>(running_mean_.get_data_handle());
+    float* running_var = static_cast<float*>(running_var_.get_data_handle());
+    const float unbias = count_ > 1 ? static_cast<float>(count_) / (count_ - 1) : 1.0f;
+    for (int64_t c = 0; c < channels_; ++c) {
+      running_mean[c] = (1 - momentum_) * running_mean[c] + momentum_ * mean[c];
+      running_var[c] = (1 - momentum_) * running_var[c] + momentum_ * var[c] * unbias;
+    }
+    ++*batches_tracked_;
+  }
+
+  void Backward(dnnl::stream& s, bool param_grads) override {
+    backward_.execute(s, {{DNNL_ARG_SRC, src_},
+                          {DNNL_ARG_MEAN, mean_},
+                          {DNNL_ARG_VARIANCE, variance_},
+                          {DNNL_ARG_DIFF_DST, diff_dst_},
+                          {DNNL_ARG_SCALE, scale_},
+                          {DNNL_ARG_SHIFT, shift_},
+                          {DNNL_ARG_DIFF_SRC, diff_src_},
+                          {DNNL_ARG_DIFF_SCALE, param_grads ? diff_scale_ : scratch_diff_scale_},
+                          {DNNL_ARG_DIFF_SHIFT, param_grads ? diff_shift_ : scratch_diff_shift_}});
+  }
+
+ private:
+  bool training_;
+  float momentum_;
+  int64_t* batches_tracked_;
+  int64_t channels_ = 0, count_ = 0;
+  memory src_, dst_, scale_, shift_, running_mean_, running_var_, mean_, variance_;
+  memory diff_dst_, diff_src_, diff_scale_, diff_shift_, scratch_diff_scale_, scratch_diff_shift_;
+  dnnl::batch_normalization_forward forward_;
+  dnnl::batch_normalization_backward backward_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> MakeBatchNorm(const LayerBinding& b) {
+  return std::make_unique<BatchNorm>(b);
+}
+
+}  // namespace gan

@@ -1,0 +1,68 @@
+#ifndef GAN_CORE_PARAMETER_STORE_H_
+#define GAN_CORE_PARAMETER_STORE_H_
+
+// The parameters of one network (generator or discriminator) in flat buffers: every trainable
+// tensor back to back (so Adam and gradient norms run over one array), then the non-trainable
+// state (BatchNorm running statistics). Each tensor is in its PyTorch layout and is named
+// "<model>.<layer index>.<param>" as in checkpoints. Networks built for different batch sizes
+// share one store. Not thread-safe: one trainer owns it.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/model_shapes.h"
+
+namespace gan {
+
+class ParameterStore {
+ public:
+  struct Entry {
+    std::string name;  // "discriminator.0.weight"
+    int layer;
+    std::string param;  // "weight"
+    Dims dims;
+    bool trainable;
+    int64_t offset;  // into trainable values/grads when trainable, else into state
+  };
+
+  ParameterStore(std::string model_name, const std::vector<LayerShape>& layers);
+
+  const std::string& model_name() const { return model_name_; }
+  const std::vector<Entry>& entries() const { return entries_; }
+  // nullptr when absent.
+  const Entry* Find(int layer, const std::string& param) const;
+
+  // Values of a tensor (trainable or state); nullptr when absent.
+  float* Value(int layer, const std::string& param);
+  // Gradient of a trainable tensor; nullptr when absent or not trainable.
+  float* Grad(int layer, const std::string& param);
+  // BatchNorm's num_batches_tracked of a layer (0 when the layer has none).
+  int64_t& BatchesTracked(int layer) { return batches_tracked_[layer]; }
+  const std::map<int, int64_t>& batches_tracked() const { return batches_tracked_; }
+
+  std::vector<float>& trainable() { return trainable_; }
+  std::vector<float>& grads() { return grads_; }
+  std::vector<float>& state() { return state_; }
+  const std::vector<float>& trainable() const { return trainable_; }
+  const std::vector<float>& state() const { return state_; }
+
+  // Values of an entry, in either buffer.
+  float* Data(const Entry& e) { return (e.trainable ? trainable_.data() : state_.data()) + e.offset; }
+  const float* Data(const Entry& e) const {
+    return (e.trainable ? trainable_.data() : state_.data()) + e.offset;
+  }
+
+ private:
+  std::string model_name_;
+  std::vector<Entry> entries_;
+  std::vector<float> trainable_;
+  std::vector<float> grads_;
+  std::vector<float> state_;
+  std::map<int, int64_t> batches_tracked_;
+};
+
+}  // namespace gan
+
+#endif  // GAN_CORE_PARAMETER_STORE_H_
