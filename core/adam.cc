@@ -12,7 +12,9 @@ Adam::Adam(const gan::v1::AdamSpec& spec, int64_t size)
       m_(size, 0.0f),
       v_(size, 0.0f) {}
 
-void Adam::Step(float* params, const float* grads) {
+void Adam::Step(float* params, const float* grads,
+                const std::vector<std::pair<int64_t, int64_t>>& segments,
+                std::vector<double>* grad_sq_sums) {
   ++steps_;
   const double t = static_cast<double>(steps_);
   // Bias corrections in double, as PyTorch computes them in Python floats.
@@ -21,13 +23,19 @@ void Adam::Step(float* params, const float* grads) {
   const float b1 = beta1_, b2 = beta2_, eps = eps_;
   float* m = m_.data();
   float* v = v_.data();
-  const int64_t n = static_cast<int64_t>(m_.size());
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = grads[i];
-    m[i] = b1 * m[i] + (1.0f - b1) * g;
-    v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-    params[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_c2 + eps);
+  grad_sq_sums->assign(segments.size(), 0.0);
+  for (size_t k = 0; k < segments.size(); ++k) {
+    double sq = 0;
+    const int64_t begin = segments[k].first, end = segments[k].second;
+#pragma omp parallel for simd schedule(static) reduction(+ : sq)
+    for (int64_t i = begin; i < end; ++i) {
+      const float g = grads[i];
+      sq += static_cast<double>(g) * g;
+      m[i] = b1 * m[i] + (1.0f - b1) * g;
+      v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+      params[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_c2 + eps);
+    }
+    (*grad_sq_sums)[k] = sq;
   }
 }
 

@@ -6,6 +6,7 @@
 //   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "gan/v1/spec.pb.h"
@@ -16,8 +17,12 @@ class Adam {
  public:
   Adam(const gan::v1::AdamSpec& spec, int64_t size);
 
-  // One update of params[0, size) from grads; increments steps().
-  void Step(float* params, const float* grads);
+  // One update of params[0, size) from grads; increments steps(). `segments` are consecutive
+  // [begin, end) ranges that partition [0, size) (a model's tensors); for each the sum of squared
+  // gradients is written to grad_sq_sums (resized), computed in the same pass over memory.
+  void Step(float* params, const float* grads,
+            const std::vector<std::pair<int64_t, int64_t>>& segments,
+            std::vector<double>* grad_sq_sums);
 
   int64_t steps() const { return steps_; }
   // State for checkpoints: first and second moments, and the step count t.

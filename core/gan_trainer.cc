@@ -52,10 +52,10 @@ absl::StatusOr<std::unique_ptr<GanTrainer>> GanTrainer::Create(const gan::v1::Ga
                                                        {b, Pass::kTraining, false}));
   GAN_ASSIGN_OR_RETURN(t->d_step_,
                        Sequential::Create(t->shapes_.discriminator, t->discriminator_.get(),
-                                          {2 * b, Pass::kTraining, false}));
+                                          {2 * b, Pass::kTraining, false, &t->d_buffers_}));
   GAN_ASSIGN_OR_RETURN(t->d_frozen_,
                        Sequential::Create(t->shapes_.discriminator, t->discriminator_.get(),
-                                          {b, Pass::kTraining, true}));
+                                          {b, Pass::kTraining, true, &t->d_buffers_}));
   return t;
 }
 
@@ -69,17 +69,20 @@ void GanTrainer::FillMasks(Phase phase, Role role, Sequential& net, StepRandomne
   }
 }
 
-void GanTrainer::AppendGradNorms(const ParameterStore& store,
-                                 std::vector<LayerGradNorm>* out) const {
-  const std::vector<float>& grads = const_cast<ParameterStore&>(store).grads();
+void GanTrainer::UpdateAndMeasure(ParameterStore& store, Adam& adam,
+                                  std::vector<LayerGradNorm>* norms) {
+  std::vector<std::pair<int64_t, int64_t>> segments;
+  std::vector<const ParameterStore::Entry*> trainable;
   for (const ParameterStore::Entry& e : store.entries()) {
-    if (e.param != "weight") continue;
-    double sum = 0;
-    for (int64_t i = 0; i < NumElements(e.dims); ++i) {
-      const double g = grads[e.offset + i];
-      sum += g * g;
-    }
-    out->push_back({absl::StrCat(store.model_name(), ".", e.layer), std::sqrt(sum)});
+    if (!e.trainable) continue;
+    segments.emplace_back(e.offset, e.offset + NumElements(e.dims));
+    trainable.push_back(&e);
+  }
+  adam.Step(store.trainable().data(), store.grads().data(), segments, &grad_sq_sums_);
+  for (size_t k = 0; k < trainable.size(); ++k) {
+    if (trainable[k]->param != "weight") continue;
+    norms->push_back({absl::StrCat(store.model_name(), ".", trainable[k]->layer),
+                      std::sqrt(grad_sq_sums_[k])});
   }
 }
 
@@ -112,8 +115,7 @@ StepMetrics GanTrainer::Step(absl::Span<const float> real, StepRandomness& rando
   m.d_fake = static_cast<float>(fake_sum / b);
   m.d_accuracy = static_cast<float>(correct) / static_cast<float>(2 * b);
   d_step_->Backward(/*param_grads=*/true);
-  AppendGradNorms(*discriminator_, &m.grad_norms);
-  discriminator_adam_.Step(discriminator_->trainable().data(), discriminator_->grads().data());
+  UpdateAndMeasure(*discriminator_, discriminator_adam_, &m.grad_norms);
 
   // G's step through the updated, frozen D.
   randomness.Noise(Phase::kGeneratorStep, g_train_->input());
@@ -127,8 +129,7 @@ StepMetrics GanTrainer::Step(absl::Span<const float> real, StepRandomness& rando
   d_frozen_->Backward(/*param_grads=*/false);
   std::copy_n(d_frozen_->input_grad().data(), image_floats, g_train_->output_grad().data());
   g_train_->Backward(/*param_grads=*/true);
-  AppendGradNorms(*generator_, &m.grad_norms);
-  generator_adam_.Step(generator_->trainable().data(), generator_->grads().data());
+  UpdateAndMeasure(*generator_, generator_adam_, &m.grad_norms);
   ++step_;
   return m;
 }

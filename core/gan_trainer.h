@@ -9,7 +9,7 @@
 // Both networks stay in training mode (BatchNorm batch statistics and running-stat updates in
 // both of G's passes; dropout active in both of D's passes).
 //
-// All networks and buffers are created once by Create; Step allocates nothing.
+// All networks and buffers are created once by Create; Step allocates no tensor memory.
 // Not thread-safe: one thread drives a trainer.
 
 #include <cstdint>
@@ -97,16 +97,19 @@ class GanTrainer {
  private:
   GanTrainer(const gan::v1::GanSpec& spec, GanShapes shapes);
   void FillMasks(Phase phase, Role role, Sequential& net, StepRandomness& randomness);
-  void AppendGradNorms(const ParameterStore& store, std::vector<LayerGradNorm>* out) const;
+  // Adam step on one network, appending its weight-gradient norms (computed in the same pass).
+  void UpdateAndMeasure(ParameterStore& store, Adam& adam, std::vector<LayerGradNorm>* norms);
 
   gan::v1::GanSpec spec_;
   GanShapes shapes_;
   std::unique_ptr<ParameterStore> generator_, discriminator_;
   Adam generator_adam_, discriminator_adam_;
+  std::vector<dnnl::memory> d_buffers_;    // shared by d_step_ and d_frozen_
   std::unique_ptr<Sequential> g_train_;    // batch B
   std::unique_ptr<Sequential> d_step_;     // batch 2B, D's own step
   std::unique_ptr<Sequential> d_frozen_;   // batch B, inside G's step, input gradient only
   std::vector<float> d_labels_, g_labels_;
+  std::vector<double> grad_sq_sums_;
   int64_t step_ = 0;
 };
 

@@ -5,6 +5,12 @@
 // Everything (primitives, reorders, activation and gradient buffers) is created by Create;
 // Forward and Backward only execute. Several networks (e.g. the discriminator at batch 2B for its
 // own step and at batch B inside the generator's step) share one ParameterStore.
+//
+// Memory plan: activations stay in the layout the layer producing them computes in (blocked
+// after a convolution) and are reordered only at a Flatten/Reshape and at the network's output.
+// Element-wise layers run in place when nothing needs the value they overwrite; views share
+// buffers; an inference network keeps only two activation buffers and a training network two
+// gradient buffers, used alternately, since each is dead once the next layer has run.
 // Not thread-safe; each network owns its oneDNN stream.
 
 #include <cstdint>
@@ -26,6 +32,10 @@ struct NetworkOptions {
   // Whether Backward computes the gradient of the network's input (the discriminator inside the
   // generator's step needs it; nobody needs it of the generator's noise).
   bool input_grad = false;
+  // Buffers shared with other networks that never run at the same time as this one (the
+  // discriminator's own step and its pass inside the generator's step): the network uses buffer k
+  // of the pool when it is large enough and appends the ones the pool lacks. Not owned.
+  std::vector<dnnl::memory>* shared_buffers = nullptr;
 };
 
 class Sequential {
@@ -39,14 +49,15 @@ class Sequential {
   const std::vector<LayerShape>& layers() const { return layers_; }
 
   // Input (batch, per-sample input) and output (batch, per-sample output), plain row-major.
-  absl::Span<float> input() { return Buffer(activations_.front()); }
-  absl::Span<float> output() { return Buffer(activations_.back()); }
-  // Output of entry i (after its activation when i is an activation entry).
-  absl::Span<float> activation(int i) { return Buffer(activations_[i + 1]); }
+  absl::Span<float> input() { return Buffer(input_); }
+  absl::Span<float> output() { return Buffer(output_); }
   // Gradient of the loss with respect to the output: set it, then call Backward.
-  absl::Span<float> output_grad() { return Buffer(gradients_.back()); }
+  absl::Span<float> output_grad() { return Buffer(output_grad_); }
   // Gradient with respect to the input after Backward (only with options.input_grad).
-  absl::Span<float> input_grad() { return Buffer(gradients_.front()); }
+  absl::Span<float> input_grad() { return Buffer(input_grad_); }
+
+  // Bytes of activation and gradient buffers the plan allocated (for tests and reports).
+  int64_t buffer_bytes() const { return buffer_bytes_; }
 
   // Training-mode dropout layers, whose masks are filled before each Forward.
   const std::vector<Dropout*>& dropout_layers() const { return dropouts_; }
@@ -58,14 +69,18 @@ class Sequential {
  private:
   Sequential(std::vector<LayerShape> layers, const NetworkOptions& options);
   static absl::Span<float> Buffer(const dnnl::memory& m);
+  absl::Status Plan(ParameterStore* store);
 
   std::vector<LayerShape> layers_;
   NetworkOptions options_;
   dnnl::stream stream_;
-  std::vector<dnnl::memory> activations_;  // [0] input, [i + 1] output of entry i
-  std::vector<dnnl::memory> gradients_;    // same indexing; empty memories where unneeded
+  std::vector<dnnl::memory> buffers_;            // raw storage the memories below point into
   std::vector<std::unique_ptr<Layer>> modules_;  // per entry; nullptr for views
   std::vector<Dropout*> dropouts_;
+  dnnl::memory input_, output_, output_grad_, input_grad_;  // plain
+  dnnl::memory last_activation_, last_gradient_;  // in the last layer's layout
+  dnnl::reorder output_reorder_, output_grad_reorder_;  // empty when that layout is plain
+  int64_t buffer_bytes_ = 0;
 };
 
 }  // namespace gan

@@ -350,6 +350,10 @@ def conv2d_cases(out_dir):
         ("conv2d_valid_s2", (2, 3, 11, 11), 4, 5, 2, "valid", True),
         ("conv2d_same_s1_nobias", (2, 2, 7, 7), 3, 3, 1, "same", False),
         ("conv2d_same_s2_even", (2, 1, 28, 28), 2, 5, 2, "same", True),
+        # Few output channels from many inputs: the engine computes these as flipped-kernel
+        # transposed convolutions; an even kernel makes the 'same' padding asymmetric.
+        ("conv2d_few_filters_same_k4", (2, 16, 6, 6), 1, 4, 1, "same", True),
+        ("conv2d_few_filters_valid", (2, 16, 7, 7), 2, 3, 1, "valid", False),
     ]
     paths = []
     for name, shape, filters, k, s, padding, bias in cases:

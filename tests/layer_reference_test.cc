@@ -84,7 +84,8 @@ TEST_P(LayerReferenceTest, MatchesPyTorch) {
 INSTANTIATE_TEST_SUITE_P(
     AllLayers, LayerReferenceTest,
     ::testing::Values("conv2d_same_s2", "conv2d_valid_s2", "conv2d_same_s1_nobias",
-                      "conv2d_same_s2_even", "conv2d_transpose_same_s2",
+                      "conv2d_same_s2_even", "conv2d_few_filters_same_k4",
+                      "conv2d_few_filters_valid", "conv2d_transpose_same_s2",
                       "conv2d_transpose_same_s1_nobias", "conv2d_transpose_valid_s2", "dense",
                       "dense_nobias", "batch_norm_features", "batch_norm_channels", "leaky_relu",
                       "relu", "sigmoid", "tanh", "linear", "dropout", "up_sampling2d", "flatten",

@@ -8,7 +8,7 @@
 namespace gan {
 
 // See core/layers/activation.cc for shapes and semantics.
-std::unique_ptr<Layer> MakeActivation(const LayerBinding& b);
+std::unique_ptr<Layer> MakeActivation(const LayerContext& c);
 
 }  // namespace gan
 

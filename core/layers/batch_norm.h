@@ -8,7 +8,7 @@
 namespace gan {
 
 // See core/layers/batch_norm.cc for shapes and semantics.
-std::unique_ptr<Layer> MakeBatchNorm(const LayerBinding& b);
+std::unique_ptr<Layer> MakeBatchNorm(const LayerContext& c);
 
 }  // namespace gan
 

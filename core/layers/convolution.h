@@ -8,8 +8,8 @@
 namespace gan {
 
 // See core/layers/convolution.cc for shapes and semantics.
-std::unique_ptr<Layer> MakeConv2D(const LayerBinding& b);
-std::unique_ptr<Layer> MakeConv2DTranspose(const LayerBinding& b);
+std::unique_ptr<Layer> MakeConv2D(const LayerContext& c);
+std::unique_ptr<Layer> MakeConv2DTranspose(const LayerContext& c);
 
 }  // namespace gan
 

@@ -8,7 +8,7 @@
 namespace gan {
 
 // See core/layers/dense.cc for shapes and semantics.
-std::unique_ptr<Layer> MakeDense(const LayerBinding& b);
+std::unique_ptr<Layer> MakeDense(const LayerContext& c);
 
 }  // namespace gan
 

@@ -7,17 +7,31 @@
 #include "core/layers/convolution.h"
 #include "core/layers/dense.h"
 #include "core/layers/dropout.h"
+#include "core/layers/relayout.h"
 #include "core/layers/up_sampling2d.h"
 
 namespace gan {
 
 using gan::v1::LayerSpec;
 
-bool IsView(const LayerSpec& spec, Pass pass) {
+namespace {
+
+// A Reshape of a plain input to an image whose channels fill AVX2's 8-wide blocks writes the
+// blocked layout the convolutions after it compute in, so nothing downstream reorders.
+bool ReshapeToBlocked(const LayerSpec& spec, const dnnl::memory::desc& src) {
+  return spec.has_reshape() && spec.reshape().channels() % 8 == 0 &&
+         spec.reshape().height() * spec.reshape().width() > 1 &&
+         src.dims().size() == 2;  // plain (N, F) input: Reshape is the first 4-D tensor
+}
+
+}  // namespace
+
+bool IsView(const LayerSpec& spec, Pass pass, const dnnl::memory::desc& src, bool plain_input) {
   switch (spec.layer_case()) {
     case LayerSpec::kFlatten:
+      return plain_input;
     case LayerSpec::kReshape:
-      return true;
+      return plain_input && !ReshapeToBlocked(spec, src);
     case LayerSpec::kActivation:
       return spec.activation().function() == gan::v1::ACTIVATION_FUNCTION_LINEAR;
     case LayerSpec::kDropout:
@@ -35,32 +49,43 @@ dnnl::memory::desc PlainDesc(const Dims& per_sample, int64_t batch) {
   return dnnl::memory::desc(dims, dnnl::memory::data_type::f32, plain);
 }
 
-absl::StatusOr<std::unique_ptr<Layer>> CreateLayer(const LayerBinding& binding) {
+absl::StatusOr<std::unique_ptr<Layer>> CreateLayer(const LayerContext& context) {
   // dnnl::error is the only exception oneDNN throws; it stops here.
   try {
-    switch (binding.shape->spec.layer_case()) {
+    switch (context.shape->spec.layer_case()) {
       case LayerSpec::kConv2D:
-        return MakeConv2D(binding);
+        return MakeConv2D(context);
       case LayerSpec::kConv2DTranspose:
-        return MakeConv2DTranspose(binding);
+        return MakeConv2DTranspose(context);
       case LayerSpec::kDense:
-        return MakeDense(binding);
+        return MakeDense(context);
       case LayerSpec::kBatchNorm:
-        return MakeBatchNorm(binding);
+        return MakeBatchNorm(context);
       case LayerSpec::kActivation:
-        return MakeActivation(binding);
+        return MakeActivation(context);
       case LayerSpec::kDropout:
-        return MakeDropout(binding);
+        return MakeDropout(context);
       case LayerSpec::kUpSampling2D:
-        return MakeUpSampling2D(binding);
+        return MakeUpSampling2D(context);
+      case LayerSpec::kFlatten:
+        return MakeRelayout(context, PlainDesc(context.shape->output, context.batch));
+      case LayerSpec::kReshape: {
+        const Dims& out = context.shape->output;
+        if (ReshapeToBlocked(context.shape->spec, context.src_desc)) {
+          return MakeRelayout(context, dnnl::memory::desc({context.batch, out[0], out[1], out[2]},
+                                                          dnnl::memory::data_type::f32,
+                                                          dnnl::memory::format_tag::aBcd8b));
+        }
+        return MakeRelayout(context, PlainDesc(out, context.batch));
+      }
       default:
         break;
     }
   } catch (const dnnl::error& e) {
-    return absl::InternalError(absl::StrCat("layer ", binding.shape->index,
+    return absl::InternalError(absl::StrCat("layer ", context.shape->index,
                                             ": oneDNN could not create a primitive: ", e.what()));
   }
-  return absl::InternalError(absl::StrCat("layer ", binding.shape->index, " is a view"));
+  return absl::InternalError(absl::StrCat("layer ", context.shape->index, " is a view"));
 }
 
 }  // namespace gan

@@ -8,7 +8,7 @@
 namespace gan {
 
 // See core/layers/up_sampling2d.cc for shapes and semantics.
-std::unique_ptr<Layer> MakeUpSampling2D(const LayerBinding& b);
+std::unique_ptr<Layer> MakeUpSampling2D(const LayerContext& c);
 
 }  // namespace gan
 

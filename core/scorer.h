@@ -1,0 +1,44 @@
+#ifndef GAN_CORE_SCORER_H_
+#define GAN_CORE_SCORER_H_
+
+// Discriminator inference on batches of any size: images run through an inference network in
+// fixed-size chunks; the tail goes through the smallest power-of-two network that holds it
+// (padded). Networks are created on first use and cached, so at most log2(chunk) + 1 of them ever
+// exist and no request size creates primitives per request. Not thread-safe.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/model_shapes.h"
+#include "core/parameter_store.h"
+#include "core/sequential.h"
+
+namespace gan {
+
+class Scorer {
+ public:
+  // `discriminator` holds the layers up to the logit (as GanShapes::discriminator); `params`
+  // outlives the scorer.
+  Scorer(std::vector<LayerShape> discriminator, ParameterStore* params, int64_t chunk = 64);
+
+  // images: (n, C, H, W) in [-1, 1]; writes n logits and n probabilities (sigmoid).
+  absl::Status Score(absl::Span<const float> images, int64_t n, absl::Span<float> logits,
+                     absl::Span<float> probabilities);
+
+ private:
+  absl::StatusOr<Sequential*> NetworkFor(int64_t batch);
+
+  std::vector<LayerShape> layers_;
+  ParameterStore* params_;
+  int64_t chunk_;
+  int64_t image_floats_;
+  std::map<int64_t, std::unique_ptr<Sequential>> networks_;
+};
+
+}  // namespace gan
+
+#endif  // GAN_CORE_SCORER_H_
