@@ -56,10 +56,13 @@ absl::StatusOr<GanShapes> ValidateGanSpec(const gan::v1::GanSpec& spec, const Ga
                    absl::StrFormat("%d is out of range [1, %d]", noise.dim(), limits.max_noise_dim));
   }
   const gan::v1::ImageShape& image = spec.image_shape();
-  if (image.height() < 1 || image.height() > limits.max_image_side || image.width() < 1 ||
-      image.width() > limits.max_image_side) {
-    return Invalid("image_shape", absl::StrFormat("height and width must be in [1, %d]",
-                                                  limits.max_image_side));
+  if (image.height() < 1 || image.height() > limits.max_image_side) {
+    return Invalid("image_shape.height", absl::StrFormat("%d is out of range [1, %d]",
+                                                         image.height(), limits.max_image_side));
+  }
+  if (image.width() < 1 || image.width() > limits.max_image_side) {
+    return Invalid("image_shape.width", absl::StrFormat("%d is out of range [1, %d]",
+                                                        image.width(), limits.max_image_side));
   }
   if (image.channels() < 1 || image.channels() > limits.max_image_channels) {
     return Invalid("image_shape.channels",
@@ -79,6 +82,11 @@ absl::StatusOr<GanShapes> ValidateGanSpec(const gan::v1::GanSpec& spec, const Ga
                                              DimsToString(image_dims)));
   }
   gan::v1::ModelSpec discriminator = spec.discriminator();
+  if (discriminator.layers_size() > limits.model.max_layers) {
+    return Invalid("discriminator.layers", absl::StrFormat("%d layers exceed the limit of %d",
+                                                           discriminator.layers_size(),
+                                                           limits.model.max_layers));
+  }
   if (discriminator.layers_size() > 1 && IsSigmoid(discriminator.layers().rbegin()[0])) {
     shapes.discriminator_ends_with_sigmoid = true;
     discriminator.mutable_layers()->RemoveLast();

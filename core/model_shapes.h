@@ -65,7 +65,9 @@ SamePadding KerasSamePadding(int64_t in, int64_t kernel, int64_t stride);
 // Infers and validates every layer of `spec` applied to per-sample `input` at `batch`.
 // `model_name` ("generator"/"discriminator") prefixes field paths in errors, e.g.
 // "discriminator.layers[2].conv2d.kernel_size: 5 is larger than the padded input 3x3".
-// Returns INVALID_ARGUMENT for an invalid spec and RESOURCE_EXHAUSTED when it exceeds `limits`.
+// Returns INVALID_ARGUMENT for an invalid spec (including a field over its cap: layer count,
+// kernel size, stride, ...) and RESOURCE_EXHAUSTED when the parameters or the activation memory
+// exceed `limits`.
 absl::StatusOr<std::vector<LayerShape>> InferModelShapes(const gan::v1::ModelSpec& spec,
                                                          const Dims& input,
                                                          absl::string_view model_name,

@@ -1,0 +1,190 @@
+#include "core/checkpoint.h"
+
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace gan {
+namespace {
+
+absl::Status Invalid(absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("checkpoint: ", what));
+}
+
+void AddNetwork(const ParameterStore& store, SafeTensors* st) {
+  for (const ParameterStore::Entry& e : store.entries()) {
+    st->tensors[e.name] = MakeF32Tensor(e.dims, absl::MakeConstSpan(store.Data(e), NumElements(e.dims)));
+  }
+  for (const auto& [layer, count] : store.batches_tracked()) {
+    st->tensors[absl::StrCat(store.model_name(), ".", layer, ".num_batches_tracked")] =
+        MakeI64Tensor({}, {count});
+  }
+}
+
+void AddOptimizer(const ParameterStore& store, Adam& adam, SafeTensors* st) {
+  for (const ParameterStore::Entry& e : store.entries()) {
+    if (!e.trainable) continue;
+    const int64_t n = NumElements(e.dims);
+    const std::string prefix = absl::StrCat("optimizer.", e.name);
+    st->tensors[prefix + ".exp_avg"] =
+        MakeF32Tensor(e.dims, absl::MakeConstSpan(adam.exp_avg().data() + e.offset, n));
+    st->tensors[prefix + ".exp_avg_sq"] =
+        MakeF32Tensor(e.dims, absl::MakeConstSpan(adam.exp_avg_sq().data() + e.offset, n));
+  }
+  st->metadata[absl::StrCat("optimizer.", store.model_name(), ".steps")] =
+      absl::StrCat(adam.steps());
+}
+
+// Checks a tensor's dtype and shape; copies its bytes into `out` only when `out` is not null.
+absl::Status CheckTensor(const SafeTensors& st, const std::string& name, DType dtype,
+                         const Dims& dims, void* out) {
+  auto it = st.tensors.find(name);
+  if (it == st.tensors.end()) return Invalid(absl::StrCat("tensor '", name, "' is missing"));
+  const Tensor& t = it->second;
+  if (t.dtype != dtype) {
+    return Invalid(absl::StrCat("tensor '", name, "' is ", DTypeName(t.dtype), ", expected ",
+                                DTypeName(dtype)));
+  }
+  if (t.shape != dims) {
+    return Invalid(absl::StrCat("tensor '", name, "' has shape ", DimsToString(t.shape),
+                                ", the model expects ", DimsToString(dims)));
+  }
+  if (out != nullptr) std::memcpy(out, t.bytes.data(), t.bytes.size());
+  return absl::OkStatus();
+}
+
+// Validates (apply=false) or copies (apply=true) one network's tensors.
+absl::Status VisitNetwork(const SafeTensors& st, ParameterStore* store, bool apply) {
+  size_t expected = 0;
+  for (const ParameterStore::Entry& e : store->entries()) {
+    GAN_RETURN_IF_ERROR(
+        CheckTensor(st, e.name, DType::kF32, e.dims, apply ? store->Data(e) : nullptr));
+    ++expected;
+  }
+  for (const auto& [layer, count] : store->batches_tracked()) {
+    int64_t value;
+    GAN_RETURN_IF_ERROR(CheckTensor(
+        st, absl::StrCat(store->model_name(), ".", layer, ".num_batches_tracked"), DType::kI64,
+        {}, &value));
+    if (apply) store->BatchesTracked(layer) = value;
+    ++expected;
+  }
+  const std::string prefix = store->model_name() + ".";
+  size_t present = 0;
+  for (const auto& [name, tensor] : st.tensors) present += absl::StartsWith(name, prefix);
+  if (present != expected) {
+    for (const auto& [name, tensor] : st.tensors) {
+      if (!absl::StartsWith(name, prefix)) continue;
+      bool known = false;
+      for (const ParameterStore::Entry& e : store->entries()) known |= e.name == name;
+      known |= absl::EndsWith(name, ".num_batches_tracked");
+      if (!known) return Invalid(absl::StrCat("unexpected tensor '", name, "' for this model"));
+    }
+    return Invalid(absl::StrCat("expected ", expected, " '", prefix, "' tensors, found ", present));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status VisitOptimizer(const SafeTensors& st, ParameterStore* store, Adam* adam, bool apply) {
+  for (const ParameterStore::Entry& e : store->entries()) {
+    if (!e.trainable) continue;
+    const std::string prefix = absl::StrCat("optimizer.", e.name);
+    GAN_RETURN_IF_ERROR(CheckTensor(st, prefix + ".exp_avg", DType::kF32, e.dims,
+                                    apply ? adam->exp_avg().data() + e.offset : nullptr));
+    GAN_RETURN_IF_ERROR(CheckTensor(st, prefix + ".exp_avg_sq", DType::kF32, e.dims,
+                                    apply ? adam->exp_avg_sq().data() + e.offset : nullptr));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> MetadataInt(const SafeTensors& st, const std::string& key) {
+  auto it = st.metadata.find(key);
+  int64_t value;
+  if (it == st.metadata.end()) return Invalid(absl::StrCat("metadata '", key, "' is missing"));
+  if (!absl::SimpleAtoi(it->second, &value) || value < 0) {
+    return Invalid(absl::StrCat("metadata '", key, "' is not a non-negative integer: '",
+                                it->second, "'"));
+  }
+  return value;
+}
+
+}  // namespace
+
+SafeTensors MakeCheckpoint(GanTrainer& trainer, const CheckpointInfo& info) {
+  SafeTensors st;
+  AddNetwork(trainer.generator(), &st);
+  AddNetwork(trainer.discriminator(), &st);
+  AddOptimizer(trainer.generator(), trainer.generator_optimizer(), &st);
+  AddOptimizer(trainer.discriminator(), trainer.discriminator_optimizer(), &st);
+  std::string spec_json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(trainer.spec(), &spec_json, options);
+  st.metadata["format"] = kCheckpointFormat;
+  st.metadata["step"] = absl::StrCat(info.step);
+  st.metadata["epoch"] = absl::StrCat(info.epoch);
+  st.metadata["seed"] = absl::StrCat(info.seed);
+  // Noise, dropout masks and data order are counter-based: (seed, step) is the whole RNG state.
+  st.metadata["rng"] = absl::StrCat("splitmix64-counter seed=", info.seed, " step=", info.step);
+  st.metadata["spec"] = spec_json;
+  return st;
+}
+
+absl::Status SaveCheckpoint(const std::string& path, GanTrainer& trainer,
+                            const CheckpointInfo& info) {
+  return WriteSafeTensorsFile(path, MakeCheckpoint(trainer, info));
+}
+
+absl::Status LoadNetworkWeights(const SafeTensors& checkpoint, ParameterStore* store) {
+  GAN_RETURN_IF_ERROR(VisitNetwork(checkpoint, store, /*apply=*/false));
+  return VisitNetwork(checkpoint, store, /*apply=*/true);
+}
+
+absl::StatusOr<gan::v1::GanSpec> CheckpointSpec(const SafeTensors& checkpoint) {
+  auto it = checkpoint.metadata.find("spec");
+  if (it == checkpoint.metadata.end()) return Invalid("metadata 'spec' is missing");
+  gan::v1::GanSpec spec;
+  if (!google::protobuf::util::JsonStringToMessage(it->second, &spec).ok()) {
+    return Invalid("metadata 'spec' is not a valid GanSpec");
+  }
+  return spec;
+}
+
+absl::StatusOr<CheckpointInfo> RestoreCheckpoint(const SafeTensors& checkpoint,
+                                                 GanTrainer* trainer) {
+  auto format = checkpoint.metadata.find("format");
+  if (format == checkpoint.metadata.end() || format->second != kCheckpointFormat) {
+    return Invalid(absl::StrCat("metadata 'format' must be '", kCheckpointFormat, "'"));
+  }
+  CheckpointInfo info;
+  GAN_ASSIGN_OR_RETURN(info.step, MetadataInt(checkpoint, "step"));
+  GAN_ASSIGN_OR_RETURN(info.epoch, MetadataInt(checkpoint, "epoch"));
+  GAN_ASSIGN_OR_RETURN(int64_t seed, MetadataInt(checkpoint, "seed"));
+  info.seed = static_cast<uint64_t>(seed);
+  GAN_ASSIGN_OR_RETURN(int64_t g_steps, MetadataInt(checkpoint, "optimizer.generator.steps"));
+  GAN_ASSIGN_OR_RETURN(int64_t d_steps, MetadataInt(checkpoint, "optimizer.discriminator.steps"));
+  // Validate everything first, then apply: a bad file changes nothing.
+  for (bool apply : {false, true}) {
+    GAN_RETURN_IF_ERROR(VisitNetwork(checkpoint, &trainer->generator(), apply));
+    GAN_RETURN_IF_ERROR(VisitNetwork(checkpoint, &trainer->discriminator(), apply));
+    GAN_RETURN_IF_ERROR(VisitOptimizer(checkpoint, &trainer->generator(),
+                                       &trainer->generator_optimizer(), apply));
+    GAN_RETURN_IF_ERROR(VisitOptimizer(checkpoint, &trainer->discriminator(),
+                                       &trainer->discriminator_optimizer(), apply));
+  }
+  trainer->generator_optimizer().set_steps(g_steps);
+  trainer->discriminator_optimizer().set_steps(d_steps);
+  trainer->set_step(info.step);
+  return info;
+}
+
+absl::StatusOr<CheckpointInfo> LoadCheckpoint(const std::string& path, GanTrainer* trainer) {
+  GAN_ASSIGN_OR_RETURN(SafeTensors checkpoint, ReadSafeTensorsFile(path));
+  return RestoreCheckpoint(checkpoint, trainer);
+}
+
+}  // namespace gan

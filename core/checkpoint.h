@@ -1,0 +1,60 @@
+#ifndef GAN_CORE_CHECKPOINT_H_
+#define GAN_CORE_CHECKPOINT_H_
+
+// Training checkpoints as safetensors files, interchangeable with PyTorch:
+//   generator.<i>.<param>, discriminator.<i>.<param>   F32 weights in PyTorch layouts (Conv2D
+//       OIHW, Conv2DTranspose IOHW, Dense [out, in], BatchNorm weight/bias/running_mean/
+//       running_var); <model>.<i>.num_batches_tracked I64 (0-d)
+//   optimizer.<model>.<i>.<param>.exp_avg / .exp_avg_sq   Adam moments (F32)
+//   __metadata__ (strings): format, step, epoch, seed, rng, spec (GanSpec as JSON),
+//       optimizer.generator.steps, optimizer.discriminator.steps
+// Stripping the "generator." prefix of the generator's tensors gives a state_dict that an
+// equivalent torch.nn.Sequential loads with strict=True (likewise for the discriminator).
+//
+// Files are written atomically (temp file, fsync, rename, fsync of the directory). Loading
+// validates the whole file against the trainer's networks before changing anything: a corrupt,
+// truncated or mismatched file is an INVALID_ARGUMENT naming what is wrong, never a crash, and
+// leaves the trainer untouched.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/gan_trainer.h"
+#include "core/parameter_store.h"
+#include "core/safetensors.h"
+
+namespace gan {
+
+inline constexpr char kCheckpointFormat[] = "gan-checkpoint-v1";
+
+struct CheckpointInfo {
+  int64_t step = 0;   // iterations completed
+  int64_t epoch = 0;  // epoch of the next batch
+  uint64_t seed = 0;  // the run's seed (noise, dropout and data order derive from seed and step)
+};
+
+// Everything needed to resume: both networks, Adam's moments and step counts, and `info`.
+SafeTensors MakeCheckpoint(GanTrainer& trainer, const CheckpointInfo& info);
+absl::Status SaveCheckpoint(const std::string& path, GanTrainer& trainer,
+                            const CheckpointInfo& info);
+
+// Restores a checkpoint made by MakeCheckpoint for the same spec (networks, optimizers, step).
+// Returns its info. On error nothing in `trainer` has changed.
+absl::StatusOr<CheckpointInfo> RestoreCheckpoint(const SafeTensors& checkpoint,
+                                                 GanTrainer* trainer);
+absl::StatusOr<CheckpointInfo> LoadCheckpoint(const std::string& path, GanTrainer* trainer);
+
+// Copies one network's weights ("<model>.<i>.<param>" tensors, as in a checkpoint or a PyTorch
+// state_dict with the prefix added) into `store`, after checking that every tensor the store
+// expects is present with its dtype and shape and that no other "<model>." tensor is. Optimizer
+// tensors and metadata are ignored, so weights-only files (e.g. exported from PyTorch) load too.
+absl::Status LoadNetworkWeights(const SafeTensors& checkpoint, ParameterStore* store);
+
+// The GanSpec stored in a checkpoint's metadata.
+absl::StatusOr<gan::v1::GanSpec> CheckpointSpec(const SafeTensors& checkpoint);
+
+}  // namespace gan
+
+#endif  // GAN_CORE_CHECKPOINT_H_

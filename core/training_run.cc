@@ -1,0 +1,123 @@
+#include "core/training_run.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "core/init.h"
+#include "core/random.h"
+#include "core/status_macros.h"
+
+namespace gan {
+
+absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Create(const TrainingOptions& options,
+                                                                 const ImageDataset* dataset) {
+  const gan::v1::ImageShape& image = options.spec.image_shape();
+  if (dataset->height() != image.height() || dataset->width() != image.width() ||
+      dataset->channels() != image.channels()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "dataset '%s' holds %dx%dx%d images but the spec's image_shape is %dx%dx%d",
+        dataset->name(), dataset->height(), dataset->width(), dataset->channels(), image.height(),
+        image.width(), image.channels()));
+  }
+  if (options.total_steps < 1) return absl::InvalidArgumentError("steps must be >= 1");
+  GAN_ASSIGN_OR_RETURN(EpochSampler sampler,
+                       EpochSampler::Create(dataset->size(), options.spec.batch_size(),
+                                            MixKey(options.seed, 0x44617461ull)));  // "Data"
+  std::unique_ptr<TrainingRun> run(new TrainingRun(options, dataset, std::move(sampler)));
+  GAN_ASSIGN_OR_RETURN(run->trainer_, GanTrainer::Create(options.spec, options.limits));
+  InitializeGlorotUniform(MixKey(options.seed, 1), &run->trainer_->generator());
+  InitializeGlorotUniform(MixKey(options.seed, 2), &run->trainer_->discriminator());
+  run->indices_.resize(options.spec.batch_size());
+  run->real_.resize(run->trainer_->real_batch_size());
+  if (!options.checkpoint_dir.empty()) {
+    std::error_code error;
+    std::filesystem::create_directories(options.checkpoint_dir, error);
+    if (error) {
+      return absl::InternalError(absl::StrCat("cannot create ", options.checkpoint_dir, ": ",
+                                              error.message()));
+    }
+  }
+  return run;
+}
+
+std::string TrainingRun::CheckpointPath(int64_t step) const {
+  return absl::StrCat(options_.checkpoint_dir, "/step-", step, ".safetensors");
+}
+
+std::vector<int64_t> TrainingRun::CheckpointSteps() const {
+  std::vector<int64_t> steps;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(options_.checkpoint_dir, error)) {
+    absl::string_view name = entry.path().filename().native();
+    int64_t step;
+    if (absl::ConsumePrefix(&name, "step-") && absl::ConsumeSuffix(&name, ".safetensors") &&
+        absl::SimpleAtoi(name, &step)) {
+      steps.push_back(step);
+    }
+  }
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+absl::StatusOr<int64_t> TrainingRun::ResumeFromLatest() {
+  if (options_.checkpoint_dir.empty()) return 0;
+  const std::vector<int64_t> steps = CheckpointSteps();
+  if (steps.empty()) return 0;
+  GAN_ASSIGN_OR_RETURN(CheckpointInfo info,
+                       LoadCheckpoint(CheckpointPath(steps.back()), trainer_.get()));
+  if (info.seed != options_.seed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint ", CheckpointPath(steps.back()), " was made with seed ",
+                     info.seed, ", this run uses ", options_.seed));
+  }
+  return info.step;
+}
+
+absl::Status TrainingRun::WriteCheckpoint(const TrainingCallbacks& callbacks) {
+  if (options_.checkpoint_dir.empty()) return absl::OkStatus();
+  const int64_t step = trainer_->step();
+  const std::string path = CheckpointPath(step);
+  GAN_RETURN_IF_ERROR(SaveCheckpoint(
+      path, *trainer_, {step, sampler_.EpochOf(step), options_.seed}));
+  if (callbacks.on_checkpoint) callbacks.on_checkpoint(step, path);
+  // Older checkpoints go only once the new one is durable.
+  if (options_.keep_checkpoints > 0) {
+    std::vector<int64_t> steps = CheckpointSteps();
+    for (size_t i = 0; i + options_.keep_checkpoints < steps.size(); ++i) {
+      std::error_code error;
+      std::filesystem::remove(CheckpointPath(steps[i]), error);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::Run(const TrainingCallbacks& callbacks) {
+  const int64_t batch = options_.spec.batch_size();
+  auto last = std::chrono::steady_clock::now();
+  while (trainer_->step() < options_.total_steps) {
+    if (callbacks.should_stop && callbacks.should_stop()) break;
+    const int64_t step = trainer_->step();
+    sampler_.BatchIndices(step, indices_.data());
+    dataset_->FillBatch(indices_, real_.data());
+    SeededRandomness randomness(options_.seed, step, options_.spec.noise().distribution());
+    const StepMetrics metrics = trainer_->Step(real_, randomness);
+    const auto now = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(now - last).count();
+    last = now;
+    if (callbacks.on_step) {
+      callbacks.on_step(metrics, sampler_.EpochOf(step), seconds > 0 ? batch / seconds : 0);
+    }
+    if (options_.checkpoint_every > 0 && trainer_->step() % options_.checkpoint_every == 0 &&
+        trainer_->step() < options_.total_steps) {
+      GAN_RETURN_IF_ERROR(WriteCheckpoint(callbacks));
+    }
+  }
+  return WriteCheckpoint(callbacks);
+}
+
+}  // namespace gan

@@ -1,0 +1,80 @@
+#ifndef GAN_CORE_TRAINING_RUN_H_
+#define GAN_CORE_TRAINING_RUN_H_
+
+// A training run: a GanTrainer fed from a dataset in seeded epoch order, with periodic atomic
+// checkpoints in <checkpoint_dir>/step-<N>.safetensors and resume from the newest one. gan-train
+// and the server's job workers both drive training through this class.
+//
+// Determinism: noise, dropout masks and data order are functions of (seed, step), so the same
+// spec, seed and thread count give the same losses, and a resumed run continues exactly as the
+// uninterrupted one would have.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/checkpoint.h"
+#include "core/dataset.h"
+#include "core/gan_trainer.h"
+
+namespace gan {
+
+struct TrainingOptions {
+  gan::v1::GanSpec spec;
+  uint64_t seed = 1;
+  int64_t total_steps = 0;       // iterations to reach (counting those before a resume)
+  int64_t checkpoint_every = 0;  // 0: only the final checkpoint
+  int keep_checkpoints = 0;      // newest checkpoints kept on disk; 0 keeps all
+  std::string checkpoint_dir;    // empty: no checkpoints
+  GanLimits limits;
+};
+
+struct TrainingCallbacks {
+  // After every step, with the step's metrics and the recent throughput (real images/s).
+  std::function<void(const StepMetrics&, int64_t epoch, double images_per_s)> on_step;
+  // After a checkpoint is durable on disk.
+  std::function<void(int64_t step, const std::string& path)> on_checkpoint;
+  // Polled before every step; returning true stops the run after a checkpoint.
+  std::function<bool()> should_stop;
+};
+
+class TrainingRun {
+ public:
+  // `dataset` must match the spec's image shape and outlive the run.
+  static absl::StatusOr<std::unique_ptr<TrainingRun>> Create(const TrainingOptions& options,
+                                                             const ImageDataset* dataset);
+
+  // Restores the newest checkpoint in checkpoint_dir; returns its step, or 0 when there is none.
+  absl::StatusOr<int64_t> ResumeFromLatest();
+
+  // Trains until total_steps (or should_stop), checkpointing every checkpoint_every steps and at
+  // the end.
+  absl::Status Run(const TrainingCallbacks& callbacks);
+
+  GanTrainer& trainer() { return *trainer_; }
+  int64_t step() const { return trainer_->step(); }
+  int64_t batches_per_epoch() const { return sampler_.batches_per_epoch(); }
+  // Path of the checkpoint for a step.
+  std::string CheckpointPath(int64_t step) const;
+  // Steps of the checkpoints on disk, ascending.
+  std::vector<int64_t> CheckpointSteps() const;
+
+ private:
+  TrainingRun(const TrainingOptions& options, const ImageDataset* dataset, EpochSampler sampler)
+      : options_(options), dataset_(dataset), sampler_(std::move(sampler)) {}
+  absl::Status WriteCheckpoint(const TrainingCallbacks& callbacks);
+
+  TrainingOptions options_;
+  const ImageDataset* dataset_;
+  EpochSampler sampler_;
+  std::unique_ptr<GanTrainer> trainer_;
+  std::vector<int64_t> indices_;
+  std::vector<float> real_;
+};
+
+}  // namespace gan
+
+#endif  // GAN_CORE_TRAINING_RUN_H_
