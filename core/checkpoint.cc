@@ -163,8 +163,10 @@ absl::StatusOr<CheckpointInfo> RestoreCheckpoint(const SafeTensors& checkpoint,
   CheckpointInfo info;
   GAN_ASSIGN_OR_RETURN(info.step, MetadataInt(checkpoint, "step"));
   GAN_ASSIGN_OR_RETURN(info.epoch, MetadataInt(checkpoint, "epoch"));
-  GAN_ASSIGN_OR_RETURN(int64_t seed, MetadataInt(checkpoint, "seed"));
-  info.seed = static_cast<uint64_t>(seed);
+  auto seed = checkpoint.metadata.find("seed");
+  if (seed == checkpoint.metadata.end() || !absl::SimpleAtoi(seed->second, &info.seed)) {
+    return Invalid("metadata 'seed' is missing or not an unsigned 64-bit integer");
+  }
   GAN_ASSIGN_OR_RETURN(int64_t g_steps, MetadataInt(checkpoint, "optimizer.generator.steps"));
   GAN_ASSIGN_OR_RETURN(int64_t d_steps, MetadataInt(checkpoint, "optimizer.discriminator.steps"));
   // Validate everything first, then apply: a bad file changes nothing.
