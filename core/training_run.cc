@@ -53,7 +53,8 @@ std::vector<int64_t> TrainingRun::CheckpointSteps() const {
   std::vector<int64_t> steps;
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(options_.checkpoint_dir, error)) {
-    absl::string_view name = entry.path().filename().native();
+    const std::string filename = entry.path().filename().string();
+    absl::string_view name = filename;
     int64_t step;
     if (absl::ConsumePrefix(&name, "step-") && absl::ConsumeSuffix(&name, ".safetensors") &&
         absl::SimpleAtoi(name, &step)) {
@@ -68,13 +69,17 @@ absl::StatusOr<int64_t> TrainingRun::ResumeFromLatest() {
   if (options_.checkpoint_dir.empty()) return 0;
   const std::vector<int64_t> steps = CheckpointSteps();
   if (steps.empty()) return 0;
-  GAN_ASSIGN_OR_RETURN(CheckpointInfo info,
-                       LoadCheckpoint(CheckpointPath(steps.back()), trainer_.get()));
-  if (info.seed != options_.seed) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("checkpoint ", CheckpointPath(steps.back()), " was made with seed ",
-                     info.seed, ", this run uses ", options_.seed));
+  const std::string path = CheckpointPath(steps.back());
+  GAN_ASSIGN_OR_RETURN(SafeTensors checkpoint, ReadSafeTensorsFile(path));
+  // Refuse another run's checkpoint before anything of it is restored.
+  auto seed = checkpoint.metadata.find("seed");
+  if (seed == checkpoint.metadata.end() || seed->second != absl::StrCat(options_.seed)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", path, " was made with seed ",
+        seed == checkpoint.metadata.end() ? "(none)" : seed->second, ", this run uses ",
+        options_.seed));
   }
+  GAN_ASSIGN_OR_RETURN(CheckpointInfo info, RestoreCheckpoint(checkpoint, trainer_.get()));
   return info.step;
 }
 

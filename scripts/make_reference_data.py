@@ -6,6 +6,7 @@ Run with Debian's PyTorch (the `python3` on PATH may have no torch):
     /usr/bin/python3 scripts/make_reference_data.py            # writes tests/data/reference/
     /usr/bin/python3 scripts/make_reference_data.py --verify   # also rereads every file written
     /usr/bin/python3 scripts/make_reference_data.py --verify-only [--out DIR]
+    /usr/bin/python3 scripts/make_reference_data.py --only interchange   # one part: layers|gan|interchange
 
 Everything is float32, single-threaded and seeded, so reruns reproduce the files byte for byte
 on the same PyTorch build. All files are safetensors, written by `write_safetensors` below (no
@@ -37,6 +38,13 @@ name and BatchNorm rules reproduced here):
    "final.delta_sum.<P>", "final.delta_l2.<P>"; "final.<P>" (I64 0-d) for num_batches_tracked.
    The GAN files store dropout masks as U8 (0/1) by default: in F32 the tf-dcgan masks alone
    would be 2.7 MB (--gan-mask-dtype F32 gives F32).
+
+3. interchange/seed_discriminator.safetensors: the seed preset's discriminator as a PyTorch
+   nn.Sequential (PyTorch's default init under a fixed seed, then 2 Adam steps on random data),
+   its state_dict under the "discriminator." prefix (F32 weights only, no optimizer state), as a
+   checkpoint exported from PyTorch would hold it; interchange/seed_discriminator_outputs.safetensors:
+   "images" [8,1,28,28] in [-1, 1] (NCHW) and the eval-mode (dropout off) "logits" [8,1] and
+   "probabilities" [8,1] (after the final Sigmoid, entry 9). `--only interchange` writes only these.
 """
 
 import argparse
@@ -478,6 +486,16 @@ def _bn2d(n):
     return nn.BatchNorm2d(n, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
+def seed_discriminator():
+    """The seed's Keras discriminator; entry 9 (Sigmoid) is folded into the loss in training."""
+    return nn.Sequential(
+        KConv2d(1, 64, 5, 2, "same"), nn.LeakyReLU(0.2),                          # 0-1
+        KConv2d(64, 128, 5, 2, "valid"), nn.LeakyReLU(0.2),                       # 2-3
+        nn.Flatten(), nn.Linear(128 * 5 * 5, 256), nn.LeakyReLU(0.2),             # 4-6
+        MaskDropout(0.5), nn.Linear(256, 1),                                      # 7-8
+        nn.Sigmoid())                                                             # 9
+
+
 def build_preset(preset):
     """Returns (G, D, d_logits, adam settings {net: (lr, beta1)}, noise sampler) for a preset."""
     if preset in ("seed", "seed-dcgan"):
@@ -487,12 +505,7 @@ def build_preset(preset):
             Reshape(128, 7, 7), UpSampling2d(2),                                  # 6-7
             KConv2d(128, 64, 5, 1, "same"), _bn2d(64), nn.ReLU(),                 # 8-10
             UpSampling2d(2), KConv2d(64, 1, 5, 1, "same"), nn.Tanh())             # 11-13
-        D = nn.Sequential(
-            KConv2d(1, 64, 5, 2, "same"), nn.LeakyReLU(0.2),                      # 0-1
-            KConv2d(64, 128, 5, 2, "valid"), nn.LeakyReLU(0.2),                   # 2-3
-            nn.Flatten(), nn.Linear(128 * 5 * 5, 256), nn.LeakyReLU(0.2),         # 4-6
-            MaskDropout(0.5), nn.Linear(256, 1),                                  # 7-8
-            nn.Sigmoid())                                                         # 9, folded into the loss
+        D = seed_discriminator()
         d_logits = D[:9]
         adam = {"generator": (2e-4, 0.5), "discriminator": (1e-5, 0.1) if preset == "seed" else (2e-4, 0.5)}
         noise = lambda n: torch.rand(n, NOISE_DIM) * 2 - 1
@@ -645,6 +658,52 @@ PRESETS = ("seed", "seed-dcgan", "tf-dcgan")
 
 
 # ---------------------------------------------------------------------------------------------
+# Part 3: checkpoint interchange with PyTorch
+# ---------------------------------------------------------------------------------------------
+
+INTERCHANGE_IMAGES = 8
+INTERCHANGE_TRAIN_BATCH = 16
+
+
+def write_interchange(out_dir):
+    """The seed preset's discriminator from PyTorch's default init, moved off it by 2 Adam steps on
+    random images and labels, saved weights-only as a "discriminator."-prefixed state_dict, plus its
+    eval-mode logits and probabilities on random images (the C++ side loads and scores them)."""
+    torch.manual_seed(case_seed("interchange"))
+    D = seed_discriminator()  # PyTorch's default init, drawn under the seed above
+    d_logits = D[:9]
+    dropout = D[7]
+    opt = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, ADAM_BETA2), eps=ADAM_EPS)
+    bce = nn.BCEWithLogitsLoss()
+    D.train()
+    for _ in range(2):
+        x = torch.rand(INTERCHANGE_TRAIN_BATCH, 1, 28, 28) * 2 - 1
+        labels = torch.bernoulli(torch.full((INTERCHANGE_TRAIN_BATCH, 1), 0.5))
+        dropout.masks.append(torch.bernoulli(torch.full((INTERCHANGE_TRAIN_BATCH, 256), 1 - dropout.rate)))
+        opt.zero_grad()
+        bce(d_logits(x), labels).backward()
+        opt.step()
+    assert not dropout.masks
+
+    D.eval()  # dropout off
+    images = torch.rand(INTERCHANGE_IMAGES, 1, 28, 28) * 2 - 1
+    with torch.no_grad():
+        logits = d_logits(images)
+        probabilities = D(images)
+    weights = {"discriminator." + k: v.detach().clone() for k, v in D.state_dict().items()}
+    weights_path = os.path.join(out_dir, "interchange", "seed_discriminator.safetensors")
+    write_safetensors(weights_path, weights, {
+        "preset": "seed",
+        "source": "scripts/make_reference_data.py write_interchange: PyTorch default init, "
+                  "then 2 Adam steps (lr 1e-3, betas (0.5, 0.999)) on random images and labels",
+    })
+    outputs_path = os.path.join(out_dir, "interchange", "seed_discriminator_outputs.safetensors")
+    write_safetensors(outputs_path, {"images": images, "logits": logits, "probabilities": probabilities},
+                      {"preset": "seed", "mode": "eval (dropout off)", "images_layout": "NCHW"})
+    return [weights_path, outputs_path]
+
+
+# ---------------------------------------------------------------------------------------------
 # Checks
 # ---------------------------------------------------------------------------------------------
 
@@ -686,11 +745,14 @@ def verify(paths):
 
 def list_outputs(out_dir):
     found = []
-    for sub in ("layers", "gan"):
+    for sub in ("layers", "gan", "interchange"):
         d = os.path.join(out_dir, sub)
         if os.path.isdir(d):
             found += [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.endswith(".safetensors")]
     return found
+
+
+PARTS = ("layers", "gan", "interchange")
 
 
 def main():
@@ -700,6 +762,7 @@ def main():
     parser.add_argument("--verify-only", action="store_true", help="only reread the files already in --out")
     parser.add_argument("--gan-mask-dtype", choices=["U8", "F32"], default="U8",
                         help="dtype of the dropout masks in gan/*.safetensors")
+    parser.add_argument("--only", choices=PARTS, help="write only this part (default: all)")
     args = parser.parse_args()
     if args.verify_only:
         verify(list_outputs(args.out))
@@ -707,13 +770,19 @@ def main():
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float32)
     check_keras_arithmetic()
-    paths = write_layer_goldens(args.out)
-    for preset in PRESETS:
-        path, losses = run_gan_preset(args.out, preset, mask_dtype=args.gan_mask_dtype)
-        paths.append(path)
-        print(f"{preset}:")
-        for t, (d_loss, g_loss) in enumerate(losses):
-            print(f"  iter {t}: d_loss {d_loss:.6f}  g_loss {g_loss:.6f}")
+    parts = [args.only] if args.only else PARTS
+    paths = []
+    if "layers" in parts:
+        paths += write_layer_goldens(args.out)
+    if "gan" in parts:
+        for preset in PRESETS:
+            path, losses = run_gan_preset(args.out, preset, mask_dtype=args.gan_mask_dtype)
+            paths.append(path)
+            print(f"{preset}:")
+            for t, (d_loss, g_loss) in enumerate(losses):
+                print(f"  iter {t}: d_loss {d_loss:.6f}  g_loss {g_loss:.6f}")
+    if "interchange" in parts:
+        paths += write_interchange(args.out)
     total = sum(os.path.getsize(p) for p in paths)
     print(f"wrote {len(paths)} files to {args.out}, {total} bytes in all")
     if args.verify:
