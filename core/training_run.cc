@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -40,6 +41,12 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Create(const TrainingO
     if (error) {
       return absl::InternalError(absl::StrCat("cannot create ", options.checkpoint_dir, ": ",
                                               error.message()));
+    }
+    // Temp files of writes a crash interrupted (the checkpoints themselves are never partial).
+    for (const auto& entry : std::filesystem::directory_iterator(options.checkpoint_dir, error)) {
+      if (absl::StrContains(entry.path().filename().string(), ".safetensors.tmp.")) {
+        std::filesystem::remove(entry.path(), error);
+      }
     }
   }
   return run;

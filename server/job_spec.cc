@@ -1,0 +1,86 @@
+#include "server/job_spec.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/presets.h"
+#include "core/status_macros.h"
+
+namespace gan::server {
+namespace {
+
+absl::Status Invalid(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+}  // namespace
+
+absl::StatusOr<ResolvedJob> ResolveJobSpec(const gan::v1::JobSpec& spec,
+                                           const JobDefaults& defaults,
+                                           DatasetRegistry* datasets) {
+  ResolvedJob job;
+  if (spec.has_gan()) {
+    job.gan = spec.gan();
+  } else if (spec.preset().empty()) {
+    return Invalid("spec", "set a preset (seed, seed-dcgan, tf-dcgan) or an explicit gan");
+  } else {
+    GAN_ASSIGN_OR_RETURN(job.gan, PresetSpec(spec.preset()));
+  }
+  if (spec.has_discriminator_hidden_activation()) {
+    SetHiddenActivations(spec.discriminator_hidden_activation(),
+                         job.gan.mutable_discriminator());
+  }
+  if (spec.batch_size() < 0) return Invalid("batch_size", "must be > 0 (or 0 for the default)");
+  if (spec.batch_size() > 0) job.gan.set_batch_size(spec.batch_size());
+  if (spec.has_generator_optimizer()) {
+    *job.gan.mutable_generator_optimizer() = spec.generator_optimizer();
+  }
+  if (spec.has_discriminator_optimizer()) {
+    *job.gan.mutable_discriminator_optimizer() = spec.discriminator_optimizer();
+  }
+  if (auto shapes = ValidateGanSpec(job.gan, defaults.limits); !shapes.ok()) {
+    return shapes.status();
+  }
+  if (spec.steps() < 0 || spec.epochs() < 0 || (spec.steps() > 0) == (spec.epochs() > 0)) {
+    return Invalid("steps", "set exactly one of steps and epochs, > 0");
+  }
+  if (spec.checkpoint_every() < 0) return Invalid("checkpoint_every", "must be >= 0");
+  if (spec.keep_checkpoints() < 0 || spec.keep_checkpoints() > 1000) {
+    return Invalid("keep_checkpoints", "must be in [0, 1000]");
+  }
+  if (spec.metrics_every() < 0) return Invalid("metrics_every", "must be >= 0");
+
+  job.dataset = spec.dataset().empty() ? defaults.dataset : spec.dataset();
+  GAN_ASSIGN_OR_RETURN(std::shared_ptr<const ImageDataset> dataset, datasets->Load(job.dataset));
+  const gan::v1::ImageShape& image = job.gan.image_shape();
+  if (dataset->height() != image.height() || dataset->width() != image.width() ||
+      dataset->channels() != image.channels()) {
+    return Invalid("dataset", absl::StrFormat("'%s' holds %dx%dx%d images but the model expects "
+                                              "%dx%dx%d",
+                                              job.dataset, dataset->height(), dataset->width(),
+                                              dataset->channels(), image.height(), image.width(),
+                                              image.channels()));
+  }
+  if (dataset->size() < job.gan.batch_size()) {
+    return Invalid("batch_size", absl::StrFormat("%d is larger than the dataset's %d images",
+                                                 job.gan.batch_size(), dataset->size()));
+  }
+  const int64_t per_epoch = dataset->size() / job.gan.batch_size();
+  if (spec.epochs() > defaults.max_steps / per_epoch + 1) {
+    return Invalid("epochs", absl::StrCat("too many; at most ", defaults.max_steps, " steps"));
+  }
+  job.total_steps = spec.steps() > 0 ? spec.steps() : spec.epochs() * per_epoch;
+  if (job.total_steps > defaults.max_steps) {
+    return Invalid(spec.steps() > 0 ? "steps" : "epochs",
+                   absl::StrCat(job.total_steps, " steps exceed the limit of ",
+                                defaults.max_steps));
+  }
+  job.seed = spec.seed();
+  job.checkpoint_every =
+      spec.checkpoint_every() > 0 ? spec.checkpoint_every() : defaults.checkpoint_every;
+  job.keep_checkpoints =
+      spec.keep_checkpoints() > 0 ? spec.keep_checkpoints() : defaults.keep_checkpoints;
+  job.metrics_every = spec.metrics_every() > 0 ? spec.metrics_every() : 1;
+  return job;
+}
+
+}  // namespace gan::server

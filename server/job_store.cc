@@ -1,0 +1,749 @@
+#include "server/job_store.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "core/status_macros.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace gan::server {
+namespace internal {
+
+// One prepared statement. Parameters bind in order (Bind, BindText, ... each take the next `?`);
+// a bind error is reported by the next Step. Finalized on destruction.
+class Statement {
+ public:
+  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Statement(Statement&& other) noexcept
+      : db_(other.db_),
+        stmt_(std::exchange(other.stmt_, nullptr)),
+        next_index_(other.next_index_),
+        bind_status_(std::move(other.bind_status_)) {}
+  Statement& operator=(Statement&&) = delete;
+  ~Statement() { sqlite3_finalize(stmt_); }
+
+  Statement& Bind(int64_t value) {
+    return Check(sqlite3_bind_int64(stmt_, next_index_++, value));
+  }
+  Statement& BindText(absl::string_view value) {
+    return Check(sqlite3_bind_text(stmt_, next_index_++, value.empty() ? "" : value.data(),
+                                   static_cast<int>(value.size()), SQLITE_TRANSIENT));
+  }
+  // NULL for an empty string (request_id: NULLs are exempt from its UNIQUE index).
+  Statement& BindTextOrNull(absl::string_view value) {
+    if (value.empty()) return Check(sqlite3_bind_null(stmt_, next_index_++));
+    return BindText(value);
+  }
+  Statement& BindBlob(absl::string_view value) {
+    if (value.empty()) return Check(sqlite3_bind_zeroblob(stmt_, next_index_++, 0));
+    return Check(sqlite3_bind_blob(stmt_, next_index_++, value.data(),
+                                   static_cast<int>(value.size()), SQLITE_TRANSIENT));
+  }
+  // NULL for an unset time (InfinitePast), else microseconds since the Unix epoch.
+  Statement& BindTime(absl::Time value) {
+    if (value == absl::InfinitePast()) return Check(sqlite3_bind_null(stmt_, next_index_++));
+    return Bind(absl::ToUnixMicros(value));
+  }
+
+  // True with a row to read, false when the statement is done.
+  absl::StatusOr<bool> Step() {
+    GAN_RETURN_IF_ERROR(bind_status_);
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return Error();
+  }
+  // Runs the statement to completion, ignoring any rows.
+  absl::Status Run() {
+    while (true) {
+      GAN_ASSIGN_OR_RETURN(bool row, Step());
+      if (!row) return absl::OkStatus();
+    }
+  }
+
+  bool IsNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
+  int64_t Int64(int column) const { return sqlite3_column_int64(stmt_, column); }
+  std::string Text(int column) const {
+    const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
+    if (text == nullptr) return "";
+    return std::string(text, static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
+  }
+  std::string Blob(int column) const {
+    const auto* data = static_cast<const char*>(sqlite3_column_blob(stmt_, column));
+    if (data == nullptr) return "";
+    return std::string(data, static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
+  }
+  absl::Time Time(int column) const {
+    return IsNull(column) ? absl::InfinitePast() : absl::FromUnixMicros(Int64(column));
+  }
+
+ private:
+  Statement& Check(int rc) {
+    if (rc != SQLITE_OK && bind_status_.ok()) bind_status_ = Error();
+    return *this;
+  }
+  absl::Status Error() const {
+    return absl::InternalError(
+        absl::StrCat("SQLite: ", sqlite3_errmsg(db_), " (in: ", sqlite3_sql(stmt_), ")"));
+  }
+
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+  int next_index_ = 1;
+  absl::Status bind_status_;
+};
+
+// Owns one sqlite3 connection; closed on destruction.
+class SqliteDatabase {
+ public:
+  static absl::StatusOr<std::unique_ptr<SqliteDatabase>> Open(const std::string& path) {
+    sqlite3* raw = nullptr;
+    // NOMUTEX: JobStore serializes every use of the connection with its own mutex.
+    const int rc = sqlite3_open_v2(path.c_str(), &raw,
+                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                   nullptr);
+    std::unique_ptr<SqliteDatabase> db(new SqliteDatabase(raw));  // closes `raw` on every path
+    if (rc != SQLITE_OK) {
+      return absl::InternalError(absl::StrCat("cannot open job database ", path, ": ",
+                                              raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+    }
+    sqlite3_extended_result_codes(raw, 1);
+    return db;
+  }
+
+  SqliteDatabase(const SqliteDatabase&) = delete;
+  SqliteDatabase& operator=(const SqliteDatabase&) = delete;
+  ~SqliteDatabase() { sqlite3_close_v2(db_); }
+
+  absl::StatusOr<Statement> Prepare(absl::string_view sql) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) !=
+        SQLITE_OK) {
+      return absl::InternalError(
+          absl::StrCat("SQLite: ", sqlite3_errmsg(db_), " (preparing: ", sql, ")"));
+    }
+    return Statement(db_, stmt);
+  }
+
+  // Runs SQL text without parameters (schema, pragmas, transaction control).
+  absl::Status Exec(const char* sql) {
+    char* message = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+      absl::Status status = absl::InternalError(
+          absl::StrCat("SQLite: ", message ? message : sqlite3_errmsg(db_), " (in: ", sql, ")"));
+      sqlite3_free(message);
+      return status;
+    }
+    return absl::OkStatus();
+  }
+
+  void SetBusyTimeout(absl::Duration timeout) {
+    sqlite3_busy_timeout(db_, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+  }
+  int64_t Changes() const { return sqlite3_changes(db_); }
+  int64_t LastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }
+  bool InTransaction() const { return sqlite3_get_autocommit(db_) == 0; }
+
+ private:
+  explicit SqliteDatabase(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+};
+
+}  // namespace internal
+
+namespace {
+
+using internal::SqliteDatabase;
+using internal::Statement;
+
+constexpr int64_t kSchemaVersion = 1;
+constexpr absl::Duration kBusyTimeout = absl::Seconds(10);
+
+// Version 1. Times are microseconds since the Unix epoch, NULL when unset. metric_events uses
+// AUTOINCREMENT so a sequence number is never reused after MarkResumed deletes the newest events:
+// a reader resuming after sequence N must not miss events appended later.
+constexpr char kSchemaV1[] = R"sql(
+CREATE TABLE jobs (
+  job_id TEXT PRIMARY KEY NOT NULL,
+  request_id TEXT UNIQUE,
+  spec BLOB NOT NULL,
+  state INTEGER NOT NULL,
+  create_time_us INTEGER NOT NULL,
+  start_time_us INTEGER,
+  end_time_us INTEGER,
+  step INTEGER NOT NULL DEFAULT 0,
+  total_steps INTEGER NOT NULL DEFAULT 0,
+  latest_checkpoint_step INTEGER NOT NULL DEFAULT 0,
+  error_message TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX jobs_by_create_time ON jobs (create_time_us, job_id);
+CREATE TABLE metric_events (
+  sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE,
+  step INTEGER NOT NULL,
+  event BLOB NOT NULL
+);
+CREATE INDEX metric_events_by_job ON metric_events (job_id, sequence);
+CREATE TABLE checkpoints (
+  job_id TEXT NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE,
+  step INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  PRIMARY KEY (job_id, step)
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+)sql";
+
+// The columns ReadJob expects, in order.
+#define GAN_JOB_COLUMNS                                                                  \
+  "job_id, request_id, spec, state, create_time_us, start_time_us, end_time_us, step, " \
+  "total_steps, latest_checkpoint_step, error_message"
+
+bool IsEnded(gan::v1::JobState state) {
+  return state == gan::v1::JOB_STATE_SUCCEEDED || state == gan::v1::JOB_STATE_FAILED ||
+         state == gan::v1::JOB_STATE_CANCELLED;
+}
+
+// Equal messages give equal bytes (map order is fixed), so stored specs compare bytewise.
+std::string SerializeDeterministically(const google::protobuf::MessageLite& message) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream output(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&output);
+    coded.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&coded);
+  }
+  return bytes;
+}
+
+std::string NewJobId() {
+  std::random_device entropy;  // /dev/urandom (getrandom) on Linux
+  const uint64_t bits = (static_cast<uint64_t>(entropy()) << 32) | entropy();
+  return absl::StrFormat("job-%016x", bits);
+}
+
+absl::Status JobNotFound(const std::string& job_id) {
+  return absl::NotFoundError(absl::StrCat("job \"", job_id, "\" not found"));
+}
+
+absl::StatusOr<JobRecord> ReadJob(const Statement& row) {
+  JobRecord record;
+  record.job_id = row.Text(0);
+  record.request_id = row.Text(1);
+  if (!record.spec.ParseFromString(row.Blob(2))) {
+    return absl::InternalError(
+        absl::StrCat("the stored spec of job \"", record.job_id, "\" cannot be parsed"));
+  }
+  const int64_t state = row.Int64(3);
+  if (!gan::v1::JobState_IsValid(static_cast<int>(state))) {
+    return absl::InternalError(
+        absl::StrCat("job \"", record.job_id, "\" has an unknown stored state ", state));
+  }
+  record.state = static_cast<gan::v1::JobState>(state);
+  record.create_time = row.Time(4);
+  record.start_time = row.Time(5);
+  record.end_time = row.Time(6);
+  record.step = row.Int64(7);
+  record.total_steps = row.Int64(8);
+  record.latest_checkpoint_step = row.Int64(9);
+  record.error_message = row.Text(10);
+  return record;
+}
+
+// Runs a statement selecting GAN_JOB_COLUMNS and reads every row.
+absl::StatusOr<std::vector<JobRecord>> ReadJobs(Statement& statement) {
+  std::vector<JobRecord> records;
+  while (true) {
+    GAN_ASSIGN_OR_RETURN(bool row, statement.Step());
+    if (!row) return records;
+    GAN_ASSIGN_OR_RETURN(JobRecord record, ReadJob(statement));
+    records.push_back(std::move(record));
+  }
+}
+
+absl::StatusOr<JobRecord> LoadJob(SqliteDatabase& db, const std::string& job_id) {
+  GAN_ASSIGN_OR_RETURN(Statement select,
+                       db.Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs WHERE job_id = ?"));
+  select.BindText(job_id);
+  GAN_ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) return JobNotFound(job_id);
+  return ReadJob(select);
+}
+
+// The job's state; NOT_FOUND for an unknown job.
+absl::StatusOr<gan::v1::JobState> LoadState(SqliteDatabase& db, const std::string& job_id) {
+  GAN_ASSIGN_OR_RETURN(Statement select, db.Prepare("SELECT state FROM jobs WHERE job_id = ?"));
+  select.BindText(job_id);
+  GAN_ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) return JobNotFound(job_id);
+  return static_cast<gan::v1::JobState>(select.Int64(0));
+}
+
+absl::Status RequireJob(SqliteDatabase& db, const std::string& job_id) {
+  return LoadState(db, job_id).status();
+}
+
+// NOT_FOUND for an unknown job, FAILED_PRECONDITION for one that ended; `action` names the
+// refused change ("start", "finish", "resume").
+absl::Status RequireNotEnded(SqliteDatabase& db, const std::string& job_id,
+                             absl::string_view action) {
+  GAN_ASSIGN_OR_RETURN(gan::v1::JobState state, LoadState(db, job_id));
+  if (IsEnded(state)) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot ", action, " job \"", job_id,
+                                                      "\": it already ended (",
+                                                      gan::v1::JobState_Name(state), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> InsertMetric(SqliteDatabase& db, const std::string& job_id, int64_t step,
+                                     const gan::v1::MetricEvent& event) {
+  GAN_ASSIGN_OR_RETURN(
+      Statement insert,
+      db.Prepare("INSERT INTO metric_events (job_id, step, event) VALUES (?, ?, ?)"));
+  insert.BindText(job_id).Bind(step).BindBlob(SerializeDeterministically(event));
+  GAN_RETURN_IF_ERROR(insert.Run());
+  return db.LastInsertRowid();
+}
+
+// Page tokens: web-safe base64 of "1:<state>:<create_time_us>:<job_id>", the position of the last
+// job returned and the filter it was returned under.
+std::string EncodePageToken(gan::v1::JobState state, const JobRecord& last) {
+  return absl::WebSafeBase64Escape(absl::StrCat("1:", static_cast<int>(state), ":",
+                                                absl::ToUnixMicros(last.create_time), ":",
+                                                last.job_id));
+}
+
+struct PageCursor {
+  int64_t create_time_us = 0;
+  std::string job_id;
+};
+
+absl::StatusOr<PageCursor> DecodePageToken(const std::string& token, gan::v1::JobState state) {
+  const absl::Status invalid = absl::InvalidArgumentError(
+      absl::StrCat("invalid page_token \"", token, "\": pass a next_page_token unchanged"));
+  std::string decoded;
+  if (!absl::WebSafeBase64Unescape(token, &decoded)) return invalid;
+  std::vector<std::string> parts = absl::StrSplit(decoded, absl::MaxSplits(':', 3));
+  int token_state = 0;
+  PageCursor cursor;
+  if (parts.size() != 4 || parts[0] != "1" || !absl::SimpleAtoi(parts[1], &token_state) ||
+      !absl::SimpleAtoi(parts[2], &cursor.create_time_us) || parts[3].empty()) {
+    return invalid;
+  }
+  if (token_state != static_cast<int>(state)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "page_token was issued for state filter ",
+        gan::v1::JobState_IsValid(token_state) ? gan::v1::JobState_Name(token_state)
+                                               : std::to_string(token_state),
+        ", not ", gan::v1::JobState_Name(state)));
+  }
+  cursor.job_id = std::move(parts[3]);
+  return cursor;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path) {
+  GAN_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDatabase> db, SqliteDatabase::Open(path));
+  db->SetBusyTimeout(kBusyTimeout);
+
+  // WAL: readers never block the writer. synchronous=FULL fsyncs the WAL on every commit, so a
+  // committed transaction survives power loss, not only a crash of this process.
+  {
+    GAN_ASSIGN_OR_RETURN(Statement journal, db->Prepare("PRAGMA journal_mode = WAL"));
+    GAN_ASSIGN_OR_RETURN(bool row, journal.Step());
+    if (!row || journal.Text(0) != "wal") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot put the job database ", path, " in WAL mode (journal mode is \"",
+                       row ? journal.Text(0) : "", "\")"));
+    }
+  }
+  GAN_RETURN_IF_ERROR(db->Exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"));
+
+  std::unique_ptr<JobStore> store(new JobStore(std::move(db)));
+  {
+    absl::MutexLock lock(&store->mu_);
+    SqliteDatabase& conn = *store->db_;
+    // The version check and the schema creation are one write transaction, so two processes
+    // opening a new file at once cannot both create it. (Migrations from older versions go here.)
+    GAN_RETURN_IF_ERROR(store->InTransaction([&]() -> absl::Status {
+      GAN_ASSIGN_OR_RETURN(Statement version, conn.Prepare("PRAGMA user_version"));
+      GAN_ASSIGN_OR_RETURN(bool row, version.Step());
+      const int64_t user_version = row ? version.Int64(0) : 0;
+      if (user_version == 0) return conn.Exec(kSchemaV1);
+      if (user_version > kSchemaVersion) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the job database ", path, " has schema version ", user_version,
+            ", newer than this server's ", kSchemaVersion, "; run a newer server"));
+      }
+      return absl::OkStatus();
+    }));
+  }
+  return store;
+}
+
+JobStore::JobStore(std::unique_ptr<SqliteDatabase> db) : db_(std::move(db)) {}
+
+JobStore::~JobStore() = default;
+
+absl::Status JobStore::InTransaction(absl::FunctionRef<absl::Status()> body) {
+  GAN_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+  absl::Status status = body();
+  if (status.ok()) status = db_->Exec("COMMIT");
+  // A failed COMMIT can leave the transaction open (e.g. SQLITE_BUSY); never leave it dangling.
+  if (!status.ok() && db_->InTransaction()) db_->Exec("ROLLBACK").IgnoreError();
+  return status;
+}
+
+absl::StatusOr<JobRecord> JobStore::CreateJob(const std::string& request_id,
+                                              const gan::v1::JobSpec& spec, int64_t total_steps,
+                                              bool* created) {
+  absl::MutexLock lock(&mu_);
+  SqliteDatabase& db = *db_;
+  JobRecord record;
+  bool inserted = false;
+  GAN_RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
+    if (!request_id.empty()) {
+      GAN_ASSIGN_OR_RETURN(
+          Statement select,
+          db.Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs WHERE request_id = ?"));
+      select.BindText(request_id);
+      GAN_ASSIGN_OR_RETURN(bool row, select.Step());
+      if (row) {
+        GAN_ASSIGN_OR_RETURN(record, ReadJob(select));
+        return absl::OkStatus();
+      }
+    }
+    // create_time strictly increases, even if the clock steps back or two jobs share a
+    // microsecond, so newest-first is creation order.
+    GAN_ASSIGN_OR_RETURN(Statement newest,
+                         db.Prepare("SELECT COALESCE(MAX(create_time_us), 0) FROM jobs"));
+    GAN_ASSIGN_OR_RETURN(bool has_row, newest.Step());
+    const int64_t newest_micros = has_row ? newest.Int64(0) : 0;
+    const int64_t create_micros = std::max(absl::ToUnixMicros(absl::Now()), newest_micros + 1);
+
+    record.job_id = NewJobId();
+    while (RequireJob(db, record.job_id).ok()) record.job_id = NewJobId();  // 2^-64 odds
+    record.request_id = request_id;
+    record.spec = spec;
+    record.state = gan::v1::JOB_STATE_QUEUED;
+    record.create_time = absl::FromUnixMicros(create_micros);
+    record.total_steps = total_steps;
+    GAN_ASSIGN_OR_RETURN(
+        Statement insert,
+        db.Prepare("INSERT INTO jobs (job_id, request_id, spec, state, create_time_us, "
+                   "total_steps) VALUES (?, ?, ?, ?, ?, ?)"));
+    insert.BindText(record.job_id)
+        .BindTextOrNull(request_id)
+        .BindBlob(SerializeDeterministically(spec))
+        .Bind(record.state)
+        .Bind(create_micros)
+        .Bind(total_steps);
+    GAN_RETURN_IF_ERROR(insert.Run());
+    inserted = true;
+    return absl::OkStatus();
+  }));
+  if (created != nullptr) *created = inserted;
+  return record;
+}
+
+absl::StatusOr<JobRecord> JobStore::GetJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  return LoadJob(*db_, job_id);
+}
+
+absl::StatusOr<std::vector<JobRecord>> JobStore::ListJobs(gan::v1::JobState state, int page_size,
+                                                          const std::string& page_token,
+                                                          std::string* next_page_token) {
+  if (page_size < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size must not be negative, got ", page_size));
+  }
+  const int64_t limit = page_size == 0 ? kDefaultPageSize : std::min(page_size, kMaxPageSize);
+  PageCursor cursor;
+  if (!page_token.empty()) {
+    GAN_ASSIGN_OR_RETURN(cursor, DecodePageToken(page_token, state));
+  }
+
+  absl::MutexLock lock(&mu_);
+  // ?1 state filter (0: all); ?2 whether a cursor is set; (?3, ?4) the last job already returned.
+  GAN_ASSIGN_OR_RETURN(
+      Statement select,
+      db_->Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs"
+                   " WHERE (?1 = 0 OR state = ?1)"
+                   " AND (?2 = 0 OR (create_time_us, job_id) < (?3, ?4))"
+                   " ORDER BY create_time_us DESC, job_id DESC LIMIT ?5"));
+  select.Bind(state)
+      .Bind(page_token.empty() ? 0 : 1)
+      .Bind(cursor.create_time_us)
+      .BindText(cursor.job_id)
+      .Bind(limit + 1);  // one more than the page tells whether another page follows
+  GAN_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, ReadJobs(select));
+  std::string next;
+  if (static_cast<int64_t>(jobs.size()) > limit) {
+    jobs.resize(static_cast<size_t>(limit));
+    next = EncodePageToken(state, jobs.back());
+  }
+  if (next_page_token != nullptr) *next_page_token = std::move(next);
+  return jobs;
+}
+
+int64_t JobStore::CountJobs(gan::v1::JobState state) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> select =
+      db_->Prepare("SELECT COUNT(*) FROM jobs WHERE (?1 = 0 OR state = ?1)");
+  if (!select.ok()) return -1;
+  select->Bind(state);
+  absl::StatusOr<bool> row = select->Step();
+  if (!row.ok() || !*row) return -1;
+  return select->Int64(0);
+}
+
+absl::Status JobStore::MarkRunning(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  SqliteDatabase& db = *db_;
+  return InTransaction([&]() -> absl::Status {
+    GAN_RETURN_IF_ERROR(RequireNotEnded(db, job_id, "start"));
+    GAN_ASSIGN_OR_RETURN(Statement update,
+                         db.Prepare("UPDATE jobs SET state = ?, start_time_us = "
+                                    "COALESCE(start_time_us, ?) WHERE job_id = ?"));
+    update.Bind(gan::v1::JOB_STATE_RUNNING).BindTime(absl::Now()).BindText(job_id);
+    return update.Run();
+  });
+}
+
+absl::Status JobStore::MarkFinished(const std::string& job_id, gan::v1::JobState final_state,
+                                    const std::string& error_message) {
+  if (!IsEnded(final_state)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a job cannot finish in state ", gan::v1::JobState_Name(final_state)));
+  }
+  absl::MutexLock lock(&mu_);
+  SqliteDatabase& db = *db_;
+  return InTransaction([&]() -> absl::Status {
+    GAN_RETURN_IF_ERROR(RequireNotEnded(db, job_id, "finish"));
+    GAN_ASSIGN_OR_RETURN(
+        Statement update,
+        db.Prepare("UPDATE jobs SET state = ?, end_time_us = ?, error_message = ? "
+                   "WHERE job_id = ?"));
+    update.Bind(final_state).BindTime(absl::Now()).BindText(error_message).BindText(job_id);
+    return update.Run();
+  });
+}
+
+absl::Status JobStore::SetStep(const std::string& job_id, int64_t step) {
+  absl::MutexLock lock(&mu_);
+  GAN_ASSIGN_OR_RETURN(Statement update, db_->Prepare("UPDATE jobs SET step = ? WHERE job_id = ?"));
+  update.Bind(step).BindText(job_id);
+  GAN_RETURN_IF_ERROR(update.Run());
+  if (db_->Changes() == 0) return JobNotFound(job_id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> JobStore::AppendMetric(const std::string& job_id, int64_t step,
+                                               const gan::v1::MetricEvent& event) {
+  absl::MutexLock lock(&mu_);
+  SqliteDatabase& db = *db_;
+  int64_t sequence = 0;
+  GAN_RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
+    GAN_RETURN_IF_ERROR(RequireJob(db, job_id));
+    GAN_ASSIGN_OR_RETURN(sequence, InsertMetric(db, job_id, step, event));
+    return absl::OkStatus();
+  }));
+  return sequence;
+}
+
+absl::StatusOr<std::vector<MetricRow>> JobStore::ReadMetrics(const std::string& job_id,
+                                                             int64_t from_step,
+                                                             int64_t after_sequence, int limit) {
+  if (limit <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("limit must be positive, got ", limit));
+  }
+  absl::MutexLock lock(&mu_);
+  GAN_RETURN_IF_ERROR(RequireJob(*db_, job_id));
+  GAN_ASSIGN_OR_RETURN(
+      Statement select,
+      db_->Prepare("SELECT sequence, step, event FROM metric_events"
+                   " WHERE job_id = ? AND sequence > ? AND step >= ? ORDER BY sequence LIMIT ?"));
+  select.BindText(job_id).Bind(after_sequence).Bind(from_step).Bind(limit);
+  std::vector<MetricRow> rows;
+  while (true) {
+    GAN_ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return rows;
+    MetricRow& metric = rows.emplace_back();
+    metric.sequence = select.Int64(0);
+    metric.step = select.Int64(1);
+    if (!metric.event.ParseFromString(select.Blob(2))) {
+      return absl::InternalError(absl::StrCat("metric event ", metric.sequence, " of job \"",
+                                              job_id, "\" cannot be parsed"));
+    }
+  }
+}
+
+absl::Status JobStore::RecordCheckpoint(const std::string& job_id, int64_t step,
+                                        const std::string& path) {
+  if (step <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint step must be positive, got ", step));
+  }
+  absl::MutexLock lock(&mu_);
+  SqliteDatabase& db = *db_;
+  return InTransaction([&]() -> absl::Status {
+    GAN_RETURN_IF_ERROR(RequireJob(db, job_id));
+    GAN_ASSIGN_OR_RETURN(
+        Statement insert,
+        db.Prepare("INSERT INTO checkpoints (job_id, step, path) VALUES (?, ?, ?)"
+                   " ON CONFLICT (job_id, step) DO UPDATE SET path = excluded.path"));
+    insert.BindText(job_id).Bind(step).BindText(path);
+    GAN_RETURN_IF_ERROR(insert.Run());
+    GAN_ASSIGN_OR_RETURN(
+        Statement update,
+        db.Prepare("UPDATE jobs SET latest_checkpoint_step = ?1, step = ?1 WHERE job_id = ?2"));
+    update.Bind(step).BindText(job_id);
+    return update.Run();
+  });
+}
+
+absl::StatusOr<std::vector<CheckpointRow>> JobStore::ListCheckpoints(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  GAN_RETURN_IF_ERROR(RequireJob(*db_, job_id));
+  GAN_ASSIGN_OR_RETURN(
+      Statement select,
+      db_->Prepare("SELECT step, path FROM checkpoints WHERE job_id = ? ORDER BY step"));
+  select.BindText(job_id);
+  std::vector<CheckpointRow> rows;
+  while (true) {
+    GAN_ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return rows;
+    rows.push_back(CheckpointRow{select.Int64(0), select.Text(1)});
+  }
+}
+
+absl::Status JobStore::DeleteCheckpointRow(const std::string& job_id, int64_t step) {
+  absl::MutexLock lock(&mu_);
+  SqliteDatabase& db = *db_;
+  return InTransaction([&]() -> absl::Status {
+    GAN_RETURN_IF_ERROR(RequireJob(db, job_id));
+    GAN_ASSIGN_OR_RETURN(Statement remove,
+                         db.Prepare("DELETE FROM checkpoints WHERE job_id = ? AND step = ?"));
+    remove.BindText(job_id).Bind(step);
+    GAN_RETURN_IF_ERROR(remove.Run());
+    if (db.Changes() == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("job \"", job_id, "\" has no checkpoint at step ", step));
+    }
+    GAN_ASSIGN_OR_RETURN(
+        Statement update,
+        db.Prepare("UPDATE jobs SET latest_checkpoint_step = (SELECT COALESCE(MAX(step), 0)"
+                   " FROM checkpoints WHERE job_id = ?1) WHERE job_id = ?1"));
+    update.BindText(job_id);
+    return update.Run();
+  });
+}
+
+absl::Status JobStore::MarkResumed(const std::string& job_id, int64_t from_step) {
+  if (from_step < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot resume from negative step ", from_step));
+  }
+  absl::MutexLock lock(&mu_);
+  SqliteDatabase& db = *db_;
+  return InTransaction([&]() -> absl::Status {
+    GAN_RETURN_IF_ERROR(RequireNotEnded(db, job_id, "resume"));
+    GAN_ASSIGN_OR_RETURN(
+        Statement drop_events,
+        db.Prepare("DELETE FROM metric_events WHERE job_id = ? AND step >= ?"));
+    drop_events.BindText(job_id).Bind(from_step);
+    GAN_RETURN_IF_ERROR(drop_events.Run());
+    GAN_ASSIGN_OR_RETURN(Statement drop_checkpoints,
+                         db.Prepare("DELETE FROM checkpoints WHERE job_id = ? AND step > ?"));
+    drop_checkpoints.BindText(job_id).Bind(from_step);
+    GAN_RETURN_IF_ERROR(drop_checkpoints.Run());
+
+    gan::v1::MetricEvent resumed;
+    resumed.set_resumed_from_step(from_step);
+    GAN_RETURN_IF_ERROR(InsertMetric(db, job_id, from_step, resumed).status());
+
+    GAN_ASSIGN_OR_RETURN(
+        Statement update,
+        db.Prepare("UPDATE jobs SET state = ?1, step = ?2, start_time_us ="
+                   " COALESCE(start_time_us, ?3), latest_checkpoint_step ="
+                   " (SELECT COALESCE(MAX(step), 0) FROM checkpoints WHERE job_id = ?4)"
+                   " WHERE job_id = ?4"));
+    update.Bind(gan::v1::JOB_STATE_RUNNING).Bind(from_step).BindTime(absl::Now()).BindText(job_id);
+    return update.Run();
+  });
+}
+
+absl::StatusOr<std::vector<JobRecord>> JobStore::JobsInState(gan::v1::JobState state) {
+  absl::MutexLock lock(&mu_);
+  GAN_ASSIGN_OR_RETURN(Statement select,
+                       db_->Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs"
+                                    " WHERE (?1 = 0 OR state = ?1)"
+                                    " ORDER BY create_time_us, job_id"));
+  select.Bind(state);
+  return ReadJobs(select);
+}
+
+absl::Status JobStore::CheckIntegrity() {
+  absl::MutexLock lock(&mu_);
+  GAN_ASSIGN_OR_RETURN(Statement check, db_->Prepare("PRAGMA integrity_check"));
+  std::vector<std::string> report;
+  while (true) {
+    GAN_ASSIGN_OR_RETURN(bool row, check.Step());
+    if (!row) break;
+    report.push_back(check.Text(0));
+  }
+  if (report.size() == 1 && report[0] == "ok") return absl::OkStatus();
+  return absl::DataLossError(
+      absl::StrCat("job database integrity check failed: ", absl::StrJoin(report, "; ")));
+}
+
+gan::v1::Job ToProto(const JobRecord& record) {
+  using google::protobuf::util::TimeUtil;
+  gan::v1::Job job;
+  job.set_job_id(record.job_id);
+  *job.mutable_spec() = record.spec;
+  job.set_state(record.state);
+  if (record.create_time != absl::InfinitePast()) {
+    *job.mutable_create_time() =
+        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(record.create_time));
+  }
+  if (record.start_time != absl::InfinitePast()) {
+    *job.mutable_start_time() =
+        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(record.start_time));
+  }
+  if (record.end_time != absl::InfinitePast()) {
+    *job.mutable_end_time() =
+        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(record.end_time));
+  }
+  job.set_step(record.step);
+  job.set_total_steps(record.total_steps);
+  job.set_latest_checkpoint_step(record.latest_checkpoint_step);
+  job.set_error_message(record.error_message);
+  job.set_request_id(record.request_id);
+  return job;
+}
+
+}  // namespace gan::server

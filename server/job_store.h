@@ -1,0 +1,166 @@
+#ifndef GAN_SERVER_JOB_STORE_H_
+#define GAN_SERVER_JOB_STORE_H_
+
+// The durable record of every job: its spec and state, the metric history StreamMetrics replays,
+// and the checkpoints on disk. One SQLite file in WAL mode with synchronous=FULL: a call that
+// returned OK has committed, and the commit survives kill -9 and power loss.
+//
+// Thread safety: every method may be called from any thread. The store holds one connection
+// behind a mutex, so calls run one at a time; each multi-statement change is one transaction
+// (BEGIN IMMEDIATE ... COMMIT), so readers never see half of it and a failure leaves nothing.
+//
+// Errors: NOT_FOUND for an unknown job (naming it), FAILED_PRECONDITION for a state change of a
+// job that already ended, INVALID_ARGUMENT for bad arguments (page tokens, page sizes), INTERNAL
+// with SQLite's message for database failures.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "gan/v1/service.pb.h"
+
+namespace gan::server {
+
+namespace internal {
+class SqliteDatabase;  // RAII sqlite3* and its statements; job_store.cc
+}  // namespace internal
+
+struct JobRecord {
+  std::string job_id;      // "job-" + 16 lowercase hex digits, chosen by the store
+  std::string request_id;  // the client's idempotency key; empty when none was given
+  gan::v1::JobSpec spec;
+  gan::v1::JobState state = gan::v1::JOB_STATE_QUEUED;
+  // absl::InfinitePast() when unset (start_time before the job first ran, end_time until it
+  // ended). Stored with microsecond precision.
+  absl::Time create_time = absl::InfinitePast();
+  absl::Time start_time = absl::InfinitePast();
+  absl::Time end_time = absl::InfinitePast();
+  int64_t step = 0;                    // iterations completed
+  int64_t total_steps = 0;             // iterations planned
+  int64_t latest_checkpoint_step = 0;  // newest recorded checkpoint; 0 when none
+  std::string error_message;
+};
+
+struct MetricRow {
+  int64_t sequence = 0;  // unique and increasing per store, never reused (even after deletes)
+  int64_t step = 0;
+  gan::v1::MetricEvent event;
+};
+
+struct CheckpointRow {
+  int64_t step = 0;
+  std::string path;
+};
+
+class JobStore {
+ public:
+  // ListJobs' page size for page_size 0, and the largest page it returns.
+  static constexpr int kDefaultPageSize = 20;
+  static constexpr int kMaxPageSize = 100;
+
+  // Opens (creating if needed) the database file at `path` and creates or checks the schema.
+  // The directory must exist. FAILED_PRECONDITION if the file was written by a newer schema.
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path);
+
+  ~JobStore();
+  JobStore(const JobStore&) = delete;
+  JobStore& operator=(const JobStore&) = delete;
+
+  // Inserts a QUEUED job created now (create_time strictly increases within a store, so "newest
+  // first" is the order of creation). With a non-empty `request_id` that a job already has,
+  // inserts nothing and returns that job with *created = false, whatever its spec or state (the
+  // caller compares specs); the lookup and the insert are one transaction. `created` may be null.
+  absl::StatusOr<JobRecord> CreateJob(const std::string& request_id, const gan::v1::JobSpec& spec,
+                                      int64_t total_steps, bool* created);
+
+  absl::StatusOr<JobRecord> GetJob(const std::string& job_id);
+
+  // One page of jobs, newest first (create_time desc, job_id desc), in `state` (UNSPECIFIED: all).
+  // page_size 0 means kDefaultPageSize, larger than kMaxPageSize means kMaxPageSize, negative is
+  // INVALID_ARGUMENT. `page_token` is empty for the first page, else a next_page_token from a
+  // call with the same `state`; anything else is INVALID_ARGUMENT. Keyset pagination: jobs created
+  // between calls never shift a page. *next_page_token is empty after the last page.
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(gan::v1::JobState state, int page_size,
+                                                  const std::string& page_token,
+                                                  std::string* next_page_token);
+
+  // Number of jobs in `state` (UNSPECIFIED: all); -1 if the database cannot be read.
+  int64_t CountJobs(gan::v1::JobState state);
+
+  // QUEUED or RUNNING -> RUNNING; start_time is set the first time only. FAILED_PRECONDITION if
+  // the job already ended.
+  absl::Status MarkRunning(const std::string& job_id);
+
+  // QUEUED or RUNNING -> `final_state` (SUCCEEDED, FAILED or CANCELLED, else INVALID_ARGUMENT),
+  // setting end_time and error_message. FAILED_PRECONDITION if the job already ended: the check
+  // and the update are one transaction, so of a cancel racing a finish the first to commit wins.
+  absl::Status MarkFinished(const std::string& job_id, gan::v1::JobState final_state,
+                            const std::string& error_message);
+
+  // Records progress (iterations completed) without an event. Allowed in any state: a trainer
+  // finishing the step it was in when the job was cancelled still reports it.
+  absl::Status SetStep(const std::string& job_id, int64_t step);
+
+  // Appends `event` to the job's history under `step` (the StepMetrics step; for other events
+  // the step they belong to, e.g. the job's current step for `finished`, since ReadMetrics'
+  // from_step filter applies to every event) and returns its sequence number. Allowed in any
+  // state, so the `finished` event can follow MarkFinished.
+  absl::StatusOr<int64_t> AppendMetric(const std::string& job_id, int64_t step,
+                                       const gan::v1::MetricEvent& event);
+
+  // At most `limit` (> 0) of the job's events with sequence > after_sequence and
+  // step >= from_step, in sequence order. A reader pages with after_sequence = last sequence seen.
+  absl::StatusOr<std::vector<MetricRow>> ReadMetrics(const std::string& job_id, int64_t from_step,
+                                                     int64_t after_sequence, int limit);
+
+  // In one transaction: records the checkpoint at `step` (replacing the path of an earlier row at
+  // the same step) and sets the job's latest_checkpoint_step and step to `step`.
+  absl::Status RecordCheckpoint(const std::string& job_id, int64_t step, const std::string& path);
+
+  // The job's checkpoint rows, ascending step.
+  absl::StatusOr<std::vector<CheckpointRow>> ListCheckpoints(const std::string& job_id);
+
+  // Removes one checkpoint row (the caller removes the file); NOT_FOUND if there is none. When it
+  // was the newest, latest_checkpoint_step falls back to the newest remaining row (0 if none).
+  absl::Status DeleteCheckpointRow(const std::string& job_id, int64_t step);
+
+  // Restart recovery from the checkpoint at `from_step` (0: from scratch), in one transaction:
+  // the checkpoint at step S is taken after S steps completed and step events count from 0, so
+  // the history after it is the events with step >= S; deletes those, deletes checkpoint rows with
+  // step > S (a newer checkpoint the caller could not load; it removes their files first), appends
+  // MetricEvent{resumed_from_step: S} under step S, sets step = S, latest_checkpoint_step = the
+  // newest remaining checkpoint row (S when the caller resumes from a recorded one), and state
+  // RUNNING (start_time kept). FAILED_PRECONDITION if the job already ended.
+  absl::Status MarkResumed(const std::string& job_id, int64_t from_step);
+
+  // Every job in `state` (UNSPECIFIED: all), oldest first: after a restart, RUNNING jobs resume
+  // and QUEUED ones queue again in their original order.
+  absl::StatusOr<std::vector<JobRecord>> JobsInState(gan::v1::JobState state);
+
+  // OK when SQLite's `PRAGMA integrity_check` reports "ok"; DATA_LOSS with its report otherwise.
+  absl::Status CheckIntegrity();
+
+ private:
+  explicit JobStore(std::unique_ptr<internal::SqliteDatabase> db);
+
+  // Runs `body` between BEGIN IMMEDIATE and COMMIT; rolls back when `body` or COMMIT fails.
+  absl::Status InTransaction(absl::FunctionRef<absl::Status()> body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  std::unique_ptr<internal::SqliteDatabase> db_ ABSL_GUARDED_BY(mu_);
+};
+
+// The API view of a record; unset times stay unset in the proto.
+gan::v1::Job ToProto(const JobRecord& record);
+
+}  // namespace gan::server
+
+#endif  // GAN_SERVER_JOB_STORE_H_

@@ -1,0 +1,199 @@
+#include "server/service_impl.h"
+
+#include <deque>
+#include <memory>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "server/status_util.h"
+
+namespace gan::server {
+namespace {
+
+// Finishes a unary call with the value of `result` copied into `response`.
+template <typename T>
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
+                                const absl::StatusOr<T>& result, T* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (result.ok()) *response = *result;
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
+absl::Status RequireJobId(const std::string& job_id) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id: required");
+  return absl::OkStatus();
+}
+
+// Streams a job's metric events: the stored history from from_step, then live events, ending
+// with the `finished` event and OK. State shared with the manager's wake-up callbacks lives in
+// `Shared`, which outlives the reactor; the callbacks hold it weakly.
+class MetricsStream : public grpc::ServerWriteReactor<gan::v1::MetricEvent> {
+ public:
+  MetricsStream(JobManager* jobs, std::string job_id, int64_t from_step)
+      : shared_(std::make_shared<Shared>()) {
+    shared_->reactor = this;
+    shared_->jobs = jobs;
+    shared_->job_id = std::move(job_id);
+    shared_->from_step = from_step;
+    std::lock_guard<std::recursive_mutex> lock(shared_->mu);
+    Continue(*shared_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::recursive_mutex> lock(shared_->mu);
+    shared_->writing = false;
+    if (!ok) return Stop(*shared_, grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+    if (shared_->current.has_finished()) return Stop(*shared_, grpc::Status::OK);
+    Continue(*shared_);
+  }
+
+  void OnCancel() override {
+    std::lock_guard<std::recursive_mutex> lock(shared_->mu);
+    if (!shared_->writing) Stop(*shared_, grpc::Status::CANCELLED);
+    shared_->cancelled = true;
+  }
+
+  void OnDone() override {
+    {
+      std::lock_guard<std::recursive_mutex> lock(shared_->mu);
+      shared_->reactor = nullptr;
+    }
+    delete this;
+  }
+
+ private:
+  struct Shared {
+    std::recursive_mutex mu;
+    MetricsStream* reactor = nullptr;  // null once the RPC is done
+    JobManager* jobs = nullptr;
+    std::string job_id;
+    int64_t from_step = 0;
+    int64_t after_sequence = 0;
+    std::deque<gan::v1::MetricEvent> pending;
+    gan::v1::MetricEvent current;
+    bool writing = false, waiting = false, finished = false, cancelled = false;
+  };
+
+  static void Stop(Shared& s, const grpc::Status& status) {
+    if (s.finished || s.reactor == nullptr) return;
+    s.finished = true;
+    s.reactor->Finish(status);
+  }
+
+  // Called with s.mu held and no write in flight: writes the next event, or waits for one.
+  static void Continue(Shared& s) {
+    if (s.finished || s.writing || s.reactor == nullptr) return;
+    if (s.cancelled) return Stop(s, grpc::Status::CANCELLED);
+    if (s.pending.empty()) {
+      // Bounded reads: the server never buffers more than one page per stream.
+      auto rows = s.jobs->store()->ReadMetrics(s.job_id, s.from_step, s.after_sequence, 32);
+      if (!rows.ok()) return Stop(s, ToGrpcStatus(rows.status()));
+      for (MetricRow& row : *rows) {
+        s.after_sequence = row.sequence;
+        s.pending.push_back(std::move(row.event));
+      }
+    }
+    if (!s.pending.empty()) {
+      s.current = std::move(s.pending.front());
+      s.pending.pop_front();
+      s.writing = true;
+      s.reactor->StartWrite(&s.current);
+      return;
+    }
+    if (s.waiting) return;
+    s.waiting = true;
+    std::weak_ptr<Shared> weak = s.reactor->shared_;
+    s.jobs->NotifyOnNextEvent(s.job_id, [weak] {
+      std::shared_ptr<Shared> shared = weak.lock();
+      if (!shared) return;
+      std::lock_guard<std::recursive_mutex> lock(shared->mu);
+      shared->waiting = false;
+      Continue(*shared);
+    });
+  }
+
+  std::shared_ptr<Shared> shared_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::SubmitJob(grpc::CallbackServerContext* context,
+                                                         const gan::v1::SubmitJobRequest* request,
+                                                         gan::v1::Job* response) {
+  return Reply(context, jobs_->Submit(request->request_id(), request->spec()), response);
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::GetJob(grpc::CallbackServerContext* context,
+                                                      const gan::v1::GetJobRequest* request,
+                                                      gan::v1::Job* response) {
+  if (auto s = RequireJobId(request->job_id()); !s.ok()) {
+    return Reply<gan::v1::Job>(context, s, response);
+  }
+  return Reply(context, jobs_->Get(request->job_id()), response);
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::ListJobs(grpc::CallbackServerContext* context,
+                                                        const gan::v1::ListJobsRequest* request,
+                                                        gan::v1::ListJobsResponse* response) {
+  return Reply(context, jobs_->List(*request), response);
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::CancelJob(grpc::CallbackServerContext* context,
+                                                         const gan::v1::CancelJobRequest* request,
+                                                         gan::v1::Job* response) {
+  if (auto s = RequireJobId(request->job_id()); !s.ok()) {
+    return Reply<gan::v1::Job>(context, s, response);
+  }
+  return Reply(context, jobs_->Cancel(request->job_id()), response);
+}
+
+grpc::ServerWriteReactor<gan::v1::MetricEvent>* TrainingServiceImpl::StreamMetrics(
+    grpc::CallbackServerContext* context, const gan::v1::StreamMetricsRequest* request) {
+  absl::Status status = RequireJobId(request->job_id());
+  if (status.ok() && request->from_step() < 0) {
+    status = absl::InvalidArgumentError("from_step: must be >= 0");
+  }
+  if (status.ok()) status = jobs_->Get(request->job_id()).status();
+  if (!status.ok()) {
+    class Failed : public grpc::ServerWriteReactor<gan::v1::MetricEvent> {
+     public:
+      explicit Failed(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+      void OnDone() override { delete this; }
+    };
+    return new Failed(status);
+  }
+  return new MetricsStream(jobs_, request->job_id(), request->from_step());
+}
+
+grpc::ServerUnaryReactor* TrainingServiceImpl::SampleImages(
+    grpc::CallbackServerContext* context, const gan::v1::SampleImagesRequest* request,
+    gan::v1::SampleImagesResponse* response) {
+  if (auto s = RequireJobId(request->job_id()); !s.ok()) {
+    return Reply<gan::v1::SampleImagesResponse>(context, s, response);
+  }
+  if (request->checkpoint_step() < 0) {
+    return Reply<gan::v1::SampleImagesResponse>(
+        context, absl::InvalidArgumentError("checkpoint_step: must be >= 0"), response);
+  }
+  auto path = jobs_->CheckpointPath(request->job_id(), request->checkpoint_step());
+  if (!path.ok()) return Reply<gan::v1::SampleImagesResponse>(context, path.status(), response);
+  return Reply(context, scoring_->Sample(*path, request->count(), request->seed()), response);
+}
+
+grpc::ServerUnaryReactor* ScoringServiceImpl::Score(grpc::CallbackServerContext* context,
+                                                    const gan::v1::ScoreRequest* request,
+                                                    gan::v1::ScoreResponse* response) {
+  if (auto s = RequireJobId(request->job_id()); !s.ok()) {
+    return Reply<gan::v1::ScoreResponse>(context, s, response);
+  }
+  if (request->checkpoint_step() < 0) {
+    return Reply<gan::v1::ScoreResponse>(
+        context, absl::InvalidArgumentError("checkpoint_step: must be >= 0"), response);
+  }
+  auto path = jobs_->CheckpointPath(request->job_id(), request->checkpoint_step());
+  if (!path.ok()) return Reply<gan::v1::ScoreResponse>(context, path.status(), response);
+  return Reply(context, scoring_->Score(*path, *request), response);
+}
+
+}  // namespace gan::server

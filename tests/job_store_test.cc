@@ -1,0 +1,707 @@
+#include "server/job_store.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace gan::server {
+namespace {
+
+using ::gan::testing::IsOk;
+using ::gan::testing::MakeTempDir;
+using ::gan::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+
+gan::v1::JobSpec MakeSpec(const std::string& preset, int64_t steps) {
+  gan::v1::JobSpec spec;
+  spec.set_preset(preset);
+  spec.set_dataset("synthetic");
+  spec.set_steps(steps);
+  spec.set_seed(7);
+  spec.set_checkpoint_every(10);
+  return spec;
+}
+
+gan::v1::MetricEvent StepEvent(int64_t step) {
+  gan::v1::MetricEvent event;
+  event.mutable_step()->set_step(step);
+  event.mutable_step()->set_d_loss(0.5f + static_cast<float>(step));
+  return event;
+}
+
+bool SameSpec(const gan::v1::JobSpec& a, const gan::v1::JobSpec& b) {
+  return google::protobuf::util::MessageDifferencer::Equals(a, b);
+}
+
+std::vector<std::string> Ids(const std::vector<JobRecord>& jobs) {
+  std::vector<std::string> ids;
+  for (const JobRecord& job : jobs) ids.push_back(job.job_id);
+  return ids;
+}
+
+std::vector<int64_t> Steps(const std::vector<MetricRow>& rows) {
+  std::vector<int64_t> steps;
+  for (const MetricRow& row : rows) steps.push_back(row.step);
+  return steps;
+}
+
+// Runs SQL on the database file through a second connection, as another process would.
+void ExecOnFile(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  EXPECT_EQ(rc, SQLITE_OK) << (error ? error : "");
+  sqlite3_free(error);
+  sqlite3_close(db);
+}
+
+class JobStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = MakeTempDir("db") + "/jobs.db";
+    GAN_ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(path_));
+  }
+
+  // Creates `n` jobs without request ids and returns their ids in creation order.
+  std::vector<std::string> CreateJobs(int n) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < n; ++i) {
+      absl::StatusOr<JobRecord> job = store_->CreateJob("", MakeSpec("seed", 10 + i), 10 + i,
+                                                        nullptr);
+      EXPECT_THAT(job, IsOk());
+      if (job.ok()) ids.push_back(job->job_id);
+    }
+    return ids;
+  }
+
+  // Every job in `state`, page by page with `page_size`; also counts the pages.
+  std::vector<std::string> ListAll(gan::v1::JobState state, int page_size, int* pages) {
+    std::vector<std::string> ids;
+    std::string token;
+    *pages = 0;
+    do {
+      std::string next;
+      absl::StatusOr<std::vector<JobRecord>> page = store_->ListJobs(state, page_size, token, &next);
+      EXPECT_THAT(page, IsOk());
+      if (!page.ok()) break;
+      ++*pages;
+      for (const JobRecord& job : *page) ids.push_back(job.job_id);
+      token = next;
+    } while (!token.empty() && *pages < 1000);
+    return ids;
+  }
+
+  std::string path_;
+  std::unique_ptr<JobStore> store_;
+};
+
+TEST_F(JobStoreTest, CreateThenGetReturnsTheStoredJob) {
+  const absl::Time before = absl::Now();
+  bool created = false;
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord job,
+                           store_->CreateJob("", MakeSpec("seed", 100), 100, &created));
+  EXPECT_TRUE(created);
+  EXPECT_THAT(job.job_id, MatchesRegex("job-[0-9a-f]{16}"));
+  EXPECT_EQ(job.state, gan::v1::JOB_STATE_QUEUED);
+  EXPECT_GE(job.create_time, before - absl::Milliseconds(1));
+  EXPECT_EQ(job.start_time, absl::InfinitePast());
+  EXPECT_EQ(job.end_time, absl::InfinitePast());
+
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord got, store_->GetJob(job.job_id));
+  EXPECT_EQ(got.job_id, job.job_id);
+  EXPECT_EQ(got.request_id, "");
+  EXPECT_TRUE(SameSpec(got.spec, MakeSpec("seed", 100))) << got.spec.DebugString();
+  EXPECT_EQ(got.state, gan::v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(got.create_time, job.create_time);
+  EXPECT_EQ(got.start_time, absl::InfinitePast());
+  EXPECT_EQ(got.end_time, absl::InfinitePast());
+  EXPECT_EQ(got.step, 0);
+  EXPECT_EQ(got.total_steps, 100);
+  EXPECT_EQ(got.latest_checkpoint_step, 0);
+  EXPECT_EQ(got.error_message, "");
+
+  EXPECT_THAT(store_->GetJob("job-0123456789abcdef"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-0123456789abcdef")));
+}
+
+TEST_F(JobStoreTest, ListJobsPagesNewestFirst) {
+  std::vector<std::string> created = CreateJobs(5);
+  ASSERT_EQ(created.size(), 5u);
+  const std::vector<std::string> newest_first(created.rbegin(), created.rend());
+
+  int pages = 0;
+  EXPECT_EQ(ListAll(gan::v1::JOB_STATE_UNSPECIFIED, 1, &pages), newest_first);
+  EXPECT_EQ(pages, 5);
+  EXPECT_EQ(ListAll(gan::v1::JOB_STATE_UNSPECIFIED, 2, &pages), newest_first);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(ListAll(gan::v1::JOB_STATE_UNSPECIFIED, 100, &pages), newest_first);
+  EXPECT_EQ(pages, 1);
+  // A page that ends exactly at the last job says so: no token to an empty page.
+  EXPECT_EQ(ListAll(gan::v1::JOB_STATE_UNSPECIFIED, 5, &pages), newest_first);
+  EXPECT_EQ(pages, 1);
+  // 0 means the default page size.
+  std::string next = "unchanged";
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> all,
+                           store_->ListJobs(gan::v1::JOB_STATE_UNSPECIFIED, 0, "", &next));
+  EXPECT_EQ(Ids(all), newest_first);
+  EXPECT_EQ(next, "");
+}
+
+TEST_F(JobStoreTest, ListJobsPagesStayStableWhenJobsAreCreatedBetweenCalls) {
+  std::vector<std::string> created = CreateJobs(3);
+  std::string next;
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> first,
+                           store_->ListJobs(gan::v1::JOB_STATE_UNSPECIFIED, 2, "", &next));
+  EXPECT_THAT(Ids(first), ElementsAre(created[2], created[1]));
+  ASSERT_FALSE(next.empty());
+  CreateJobs(2);  // newer: they belong before the first page, not in the next one
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> second,
+                           store_->ListJobs(gan::v1::JOB_STATE_UNSPECIFIED, 2, next, &next));
+  EXPECT_THAT(Ids(second), ElementsAre(created[0]));
+  EXPECT_EQ(next, "");
+}
+
+TEST_F(JobStoreTest, ListJobsAndCountJobsFilterByState) {
+  std::vector<std::string> ids = CreateJobs(5);
+  ASSERT_EQ(ids.size(), 5u);
+  ASSERT_THAT(store_->MarkRunning(ids[1]), IsOk());
+  ASSERT_THAT(store_->MarkRunning(ids[3]), IsOk());
+  ASSERT_THAT(store_->MarkFinished(ids[4], gan::v1::JOB_STATE_CANCELLED, ""), IsOk());
+
+  int pages = 0;
+  EXPECT_THAT(ListAll(gan::v1::JOB_STATE_RUNNING, 1, &pages), ElementsAre(ids[3], ids[1]));
+  EXPECT_EQ(pages, 2);
+  EXPECT_THAT(ListAll(gan::v1::JOB_STATE_QUEUED, 100, &pages), ElementsAre(ids[2], ids[0]));
+  EXPECT_THAT(ListAll(gan::v1::JOB_STATE_CANCELLED, 100, &pages), ElementsAre(ids[4]));
+  EXPECT_THAT(ListAll(gan::v1::JOB_STATE_SUCCEEDED, 100, &pages), ::testing::IsEmpty());
+
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_UNSPECIFIED), 5);
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_QUEUED), 2);
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_RUNNING), 2);
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_CANCELLED), 1);
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_FAILED), 0);
+}
+
+TEST_F(JobStoreTest, ListJobsRejectsInvalidTokensAndPageSizes) {
+  CreateJobs(3);
+  std::string next;
+  for (const std::string& token :
+       {std::string("not base64!"), absl::WebSafeBase64Escape("nonsense"),
+        absl::WebSafeBase64Escape("1:0:notanumber:job-1"), absl::WebSafeBase64Escape("1:0:5:"),
+        absl::WebSafeBase64Escape("9:0:5:job-1")}) {
+    EXPECT_THAT(store_->ListJobs(gan::v1::JOB_STATE_UNSPECIFIED, 2, token, &next),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_token")))
+        << token;
+  }
+  // A token is tied to the filter it was issued under.
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> page,
+                           store_->ListJobs(gan::v1::JOB_STATE_QUEUED, 1, "", &next));
+  ASSERT_FALSE(next.empty());
+  EXPECT_THAT(store_->ListJobs(gan::v1::JOB_STATE_RUNNING, 1, next, &next),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("JOB_STATE_QUEUED")));
+  EXPECT_THAT(store_->ListJobs(gan::v1::JOB_STATE_UNSPECIFIED, -1, "", &next),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
+}
+
+TEST_F(JobStoreTest, RequestIdReturnsTheFirstJob) {
+  bool created = false;
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord first,
+                           store_->CreateJob("req-1", MakeSpec("seed", 100), 100, &created));
+  EXPECT_TRUE(created);
+  EXPECT_EQ(first.request_id, "req-1");
+
+  // Same request id, different spec: nothing is inserted, the first job comes back (the caller
+  // compares specs and answers ALREADY_EXISTS).
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord again,
+                           store_->CreateJob("req-1", MakeSpec("tf-dcgan", 5), 5, &created));
+  EXPECT_FALSE(created);
+  EXPECT_EQ(again.job_id, first.job_id);
+  EXPECT_EQ(again.request_id, "req-1");
+  EXPECT_TRUE(SameSpec(again.spec, MakeSpec("seed", 100)));
+  EXPECT_EQ(again.total_steps, 100);
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_UNSPECIFIED), 1);
+
+  // Still the same job after it ended.
+  ASSERT_THAT(store_->MarkFinished(first.job_id, gan::v1::JOB_STATE_CANCELLED, ""), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord ended,
+                           store_->CreateJob("req-1", MakeSpec("seed", 100), 100, &created));
+  EXPECT_FALSE(created);
+  EXPECT_EQ(ended.job_id, first.job_id);
+  EXPECT_EQ(ended.state, gan::v1::JOB_STATE_CANCELLED);
+
+  // Another request id, or none at all, creates a new job each time.
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord other,
+                           store_->CreateJob("req-2", MakeSpec("seed", 100), 100, &created));
+  EXPECT_TRUE(created);
+  EXPECT_NE(other.job_id, first.job_id);
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord anon1, store_->CreateJob("", MakeSpec("seed", 1), 1, nullptr));
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord anon2,
+                           store_->CreateJob("", MakeSpec("seed", 1), 1, &created));
+  EXPECT_TRUE(created);
+  EXPECT_NE(anon1.job_id, anon2.job_id);
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_UNSPECIFIED), 4);
+}
+
+TEST_F(JobStoreTest, StateTransitionsAndEndedJobsRefuseChanges) {
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob("", MakeSpec("seed", 10), 10, nullptr));
+
+  ASSERT_THAT(store_->MarkRunning(job.job_id), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord running, store_->GetJob(job.job_id));
+  EXPECT_EQ(running.state, gan::v1::JOB_STATE_RUNNING);
+  EXPECT_NE(running.start_time, absl::InfinitePast());
+  EXPECT_EQ(running.end_time, absl::InfinitePast());
+
+  absl::SleepFor(absl::Milliseconds(2));
+  ASSERT_THAT(store_->MarkRunning(job.job_id), IsOk());  // start_time is set the first time only
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord still_running, store_->GetJob(job.job_id));
+  EXPECT_EQ(still_running.start_time, running.start_time);
+
+  ASSERT_THAT(store_->SetStep(job.job_id, 7), IsOk());
+  ASSERT_THAT(store_->MarkFinished(job.job_id, gan::v1::JOB_STATE_FAILED,
+                                   "dataset vanished; reinstall it"),
+              IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord failed, store_->GetJob(job.job_id));
+  EXPECT_EQ(failed.state, gan::v1::JOB_STATE_FAILED);
+  EXPECT_EQ(failed.step, 7);
+  EXPECT_EQ(failed.error_message, "dataset vanished; reinstall it");
+  EXPECT_GE(failed.end_time, failed.start_time);
+
+  EXPECT_THAT(store_->MarkFinished(job.job_id, gan::v1::JOB_STATE_CANCELLED, ""),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("JOB_STATE_FAILED")));
+  EXPECT_THAT(store_->MarkRunning(job.job_id),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(job.job_id)));
+  EXPECT_THAT(store_->MarkResumed(job.job_id, 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(job.job_id)));
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord unchanged, store_->GetJob(job.job_id));
+  EXPECT_EQ(unchanged.state, gan::v1::JOB_STATE_FAILED);
+  EXPECT_EQ(unchanged.end_time, failed.end_time);
+  EXPECT_EQ(unchanged.error_message, failed.error_message);
+
+  // A queued job can be cancelled directly; it never started.
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord queued, store_->CreateJob("", MakeSpec("seed", 1), 1, nullptr));
+  ASSERT_THAT(store_->MarkFinished(queued.job_id, gan::v1::JOB_STATE_CANCELLED, ""), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord cancelled, store_->GetJob(queued.job_id));
+  EXPECT_EQ(cancelled.state, gan::v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(cancelled.start_time, absl::InfinitePast());
+  EXPECT_NE(cancelled.end_time, absl::InfinitePast());
+
+  EXPECT_THAT(store_->MarkFinished(queued.job_id, gan::v1::JOB_STATE_RUNNING, ""),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  for (absl::Status status :
+       {store_->MarkRunning("job-nope"),
+        store_->MarkFinished("job-nope", gan::v1::JOB_STATE_SUCCEEDED, ""),
+        store_->SetStep("job-nope", 1), store_->MarkResumed("job-nope", 0),
+        store_->RecordCheckpoint("job-nope", 5, "/x"), store_->DeleteCheckpointRow("job-nope", 5),
+        store_->AppendMetric("job-nope", 0, StepEvent(0)).status(),
+        store_->ReadMetrics("job-nope", 0, 0, 10).status(),
+        store_->ListCheckpoints("job-nope").status()}) {
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-nope")));
+  }
+}
+
+TEST_F(JobStoreTest, CancelRacingFinishIsDecidedByTheFirstCommit) {
+  for (int round = 0; round < 20; ++round) {
+    GAN_ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob("", MakeSpec("seed", 1), 1, nullptr));
+    ASSERT_THAT(store_->MarkRunning(job.job_id), IsOk());
+    absl::Status cancel, finish;
+    std::thread canceller([&] {
+      cancel = store_->MarkFinished(job.job_id, gan::v1::JOB_STATE_CANCELLED, "");
+    });
+    std::thread trainer([&] {
+      finish = store_->MarkFinished(job.job_id, gan::v1::JOB_STATE_SUCCEEDED, "");
+    });
+    canceller.join();
+    trainer.join();
+    ASSERT_NE(cancel.ok(), finish.ok()) << cancel << " / " << finish;
+    const absl::Status& loser = cancel.ok() ? finish : cancel;
+    EXPECT_THAT(loser, StatusIs(absl::StatusCode::kFailedPrecondition, ::testing::_));
+    GAN_ASSERT_OK_AND_ASSIGN(JobRecord ended, store_->GetJob(job.job_id));
+    EXPECT_EQ(ended.state,
+              cancel.ok() ? gan::v1::JOB_STATE_CANCELLED : gan::v1::JOB_STATE_SUCCEEDED);
+  }
+}
+
+TEST_F(JobStoreTest, MetricsReadBackInSequenceOrderWithFilters) {
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob("", MakeSpec("seed", 10), 10, nullptr));
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord other,
+                           store_->CreateJob("", MakeSpec("seed", 10), 10, nullptr));
+  std::vector<int64_t> sequences;
+  for (int64_t step = 0; step < 10; ++step) {
+    GAN_ASSERT_OK_AND_ASSIGN(int64_t sequence,
+                             store_->AppendMetric(job.job_id, step, StepEvent(step)));
+    if (!sequences.empty()) {
+      EXPECT_GT(sequence, sequences.back());
+    }
+    sequences.push_back(sequence);
+    // Interleaved events of another job never show up in this job's history.
+    ASSERT_THAT(store_->AppendMetric(other.job_id, step, StepEvent(100 + step)), IsOk());
+  }
+
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> all,
+                           store_->ReadMetrics(job.job_id, 0, 0, 100));
+  ASSERT_EQ(all.size(), 10u);
+  for (int64_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(all[i].sequence, sequences[i]);
+    EXPECT_EQ(all[i].step, i);
+    EXPECT_EQ(all[i].event.step().step(), i);
+    EXPECT_FLOAT_EQ(all[i].event.step().d_loss(), 0.5f + i);
+  }
+
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> from_step_6,
+                           store_->ReadMetrics(job.job_id, 6, 0, 100));
+  EXPECT_THAT(Steps(from_step_6), ElementsAre(6, 7, 8, 9));
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> after,
+                           store_->ReadMetrics(job.job_id, 0, sequences[6], 100));
+  EXPECT_THAT(Steps(after), ElementsAre(7, 8, 9));
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> both,
+                           store_->ReadMetrics(job.job_id, 3, sequences[1], 2));
+  EXPECT_THAT(Steps(both), ElementsAre(3, 4));
+
+  // Paging with after_sequence = the last sequence seen reads everything once.
+  std::vector<int64_t> paged;
+  int64_t last = 0;
+  while (true) {
+    GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> page,
+                             store_->ReadMetrics(job.job_id, 0, last, 3));
+    if (page.empty()) break;
+    for (const MetricRow& row : page) paged.push_back(row.step);
+    last = page.back().sequence;
+  }
+  EXPECT_THAT(paged, ElementsAre(0, 1, 2, 3, 4, 5, 6, 7, 8, 9));
+
+  EXPECT_THAT(store_->ReadMetrics(job.job_id, 0, 0, 0),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  // The finished event may follow MarkFinished.
+  ASSERT_THAT(store_->MarkFinished(job.job_id, gan::v1::JOB_STATE_SUCCEEDED, ""), IsOk());
+  gan::v1::MetricEvent finished;
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord ended, store_->GetJob(job.job_id));
+  *finished.mutable_finished() = ToProto(ended);
+  GAN_ASSERT_OK_AND_ASSIGN(int64_t finished_sequence,
+                           store_->AppendMetric(job.job_id, 9, finished));
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> tail,
+                           store_->ReadMetrics(job.job_id, 0, sequences.back(), 100));
+  ASSERT_EQ(tail.size(), 1u);
+  EXPECT_EQ(tail[0].sequence, finished_sequence);
+  EXPECT_EQ(tail[0].event.finished().state(), gan::v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(JobStoreTest, CheckpointsUpdateTheJobAndKeepStepOrder) {
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord job,
+                           store_->CreateJob("", MakeSpec("seed", 100), 100, nullptr));
+  ASSERT_THAT(store_->RecordCheckpoint(job.job_id, 20, "/ckpt/20"), IsOk());
+  ASSERT_THAT(store_->RecordCheckpoint(job.job_id, 10, "/ckpt/10"), IsOk());
+  ASSERT_THAT(store_->RecordCheckpoint(job.job_id, 30, "/ckpt/30"), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord after, store_->GetJob(job.job_id));
+  EXPECT_EQ(after.latest_checkpoint_step, 30);
+  EXPECT_EQ(after.step, 30);
+
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<CheckpointRow> rows, store_->ListCheckpoints(job.job_id));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].step, 10);
+  EXPECT_EQ(rows[0].path, "/ckpt/10");
+  EXPECT_EQ(rows[1].step, 20);
+  EXPECT_EQ(rows[2].step, 30);
+  EXPECT_EQ(rows[2].path, "/ckpt/30");
+
+  // Recording the same step again (a job retrained after a resume) replaces the path.
+  ASSERT_THAT(store_->RecordCheckpoint(job.job_id, 30, "/ckpt/30-again"), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(rows, store_->ListCheckpoints(job.job_id));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[2].path, "/ckpt/30-again");
+
+  // Retention removes the oldest; removing the newest falls back to the next newest.
+  ASSERT_THAT(store_->DeleteCheckpointRow(job.job_id, 10), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(after, store_->GetJob(job.job_id));
+  EXPECT_EQ(after.latest_checkpoint_step, 30);
+  ASSERT_THAT(store_->DeleteCheckpointRow(job.job_id, 30), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(after, store_->GetJob(job.job_id));
+  EXPECT_EQ(after.latest_checkpoint_step, 20);
+  EXPECT_THAT(store_->DeleteCheckpointRow(job.job_id, 30),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("step 30")));
+  EXPECT_THAT(store_->RecordCheckpoint(job.job_id, 0, "/ckpt/0"),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+}
+
+TEST_F(JobStoreTest, RecordCheckpointIsAllOrNothing) {
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord job,
+                           store_->CreateJob("", MakeSpec("seed", 100), 100, nullptr));
+  ASSERT_THAT(store_->RecordCheckpoint(job.job_id, 10, "/ckpt/10"), IsOk());
+  // Make the second statement of the transaction (the jobs update) fail after the checkpoint row
+  // was inserted: the insert must be rolled back with it.
+  ExecOnFile(path_,
+             "CREATE TRIGGER fail_update BEFORE UPDATE OF latest_checkpoint_step ON jobs "
+             "BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
+  EXPECT_THAT(store_->RecordCheckpoint(job.job_id, 20, "/ckpt/20"),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("injected failure")));
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<CheckpointRow> rows, store_->ListCheckpoints(job.job_id));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].step, 10);
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord after, store_->GetJob(job.job_id));
+  EXPECT_EQ(after.latest_checkpoint_step, 10);
+
+  // The store keeps working after a rolled-back transaction.
+  ExecOnFile(path_, "DROP TRIGGER fail_update;");
+  ASSERT_THAT(store_->RecordCheckpoint(job.job_id, 20, "/ckpt/20"), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(after, store_->GetJob(job.job_id));
+  EXPECT_EQ(after.latest_checkpoint_step, 20);
+  EXPECT_THAT(store_->CheckIntegrity(), IsOk());
+}
+
+TEST_F(JobStoreTest, MarkResumedDropsLaterHistoryAndAppendsTheResumedEvent) {
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob("", MakeSpec("seed", 20), 20, nullptr));
+  ASSERT_THAT(store_->MarkRunning(job.job_id), IsOk());
+  int64_t last_sequence = 0;
+  for (int64_t step = 0; step < 10; ++step) {
+    GAN_ASSERT_OK_AND_ASSIGN(last_sequence,
+                             store_->AppendMetric(job.job_id, step, StepEvent(step)));
+    if (step + 1 == 4 || step + 1 == 8) {  // checkpoints after 4 and 8 completed steps
+      ASSERT_THAT(store_->RecordCheckpoint(job.job_id, step + 1, "/ckpt/" + std::to_string(step + 1)),
+                  IsOk());
+    }
+  }
+  ASSERT_THAT(store_->SetStep(job.job_id, 10), IsOk());
+
+  // The server died after step 9; the checkpoint at step 8 holds 8 completed steps (0..7).
+  ASSERT_THAT(store_->MarkResumed(job.job_id, 8), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> history,
+                           store_->ReadMetrics(job.job_id, 0, 0, 100));
+  ASSERT_EQ(history.size(), 9u);
+  EXPECT_THAT(Steps(history), ElementsAre(0, 1, 2, 3, 4, 5, 6, 7, 8));
+  EXPECT_EQ(history.back().event.event_case(), gan::v1::MetricEvent::kResumedFromStep);
+  EXPECT_EQ(history.back().event.resumed_from_step(), 8);
+  // New sequence numbers never reuse those of deleted events: a reader that had seen step 9
+  // still receives everything appended after the resume.
+  EXPECT_GT(history.back().sequence, last_sequence);
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> seen_by_old_reader,
+                           store_->ReadMetrics(job.job_id, 0, last_sequence, 100));
+  ASSERT_EQ(seen_by_old_reader.size(), 1u);
+  EXPECT_EQ(seen_by_old_reader[0].event.resumed_from_step(), 8);
+
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord resumed, store_->GetJob(job.job_id));
+  EXPECT_EQ(resumed.state, gan::v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(resumed.step, 8);
+  EXPECT_EQ(resumed.latest_checkpoint_step, 8);
+
+  GAN_ASSERT_OK_AND_ASSIGN(int64_t next, store_->AppendMetric(job.job_id, 8, StepEvent(8)));
+  EXPECT_GT(next, history.back().sequence);
+
+  // The checkpoint at step 8 proves unreadable after another crash: resume from step 4 instead.
+  ASSERT_THAT(store_->MarkResumed(job.job_id, 4), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(history, store_->ReadMetrics(job.job_id, 0, 0, 100));
+  EXPECT_THAT(Steps(history), ElementsAre(0, 1, 2, 3, 4));
+  EXPECT_EQ(history.back().event.resumed_from_step(), 4);
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<CheckpointRow> rows, store_->ListCheckpoints(job.job_id));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].step, 4);
+  GAN_ASSERT_OK_AND_ASSIGN(resumed, store_->GetJob(job.job_id));
+  EXPECT_EQ(resumed.step, 4);
+  EXPECT_EQ(resumed.latest_checkpoint_step, 4);
+}
+
+TEST_F(JobStoreTest, MarkResumedIsAllOrNothing) {
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob("", MakeSpec("seed", 20), 20, nullptr));
+  ASSERT_THAT(store_->MarkRunning(job.job_id), IsOk());
+  for (int64_t step = 0; step < 5; ++step) {
+    ASSERT_THAT(store_->AppendMetric(job.job_id, step, StepEvent(step)), IsOk());
+  }
+  ExecOnFile(path_,
+             "CREATE TRIGGER fail_update BEFORE UPDATE OF step ON jobs "
+             "BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
+  EXPECT_THAT(store_->MarkResumed(job.job_id, 2),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("injected failure")));
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> history,
+                           store_->ReadMetrics(job.job_id, 0, 0, 100));
+  EXPECT_THAT(Steps(history), ElementsAre(0, 1, 2, 3, 4));
+}
+
+TEST_F(JobStoreTest, JobsInStateListsOldestFirst) {
+  std::vector<std::string> ids = CreateJobs(4);
+  ASSERT_EQ(ids.size(), 4u);
+  ASSERT_THAT(store_->MarkRunning(ids[2]), IsOk());
+  ASSERT_THAT(store_->MarkRunning(ids[0]), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> running,
+                           store_->JobsInState(gan::v1::JOB_STATE_RUNNING));
+  EXPECT_THAT(Ids(running), ElementsAre(ids[0], ids[2]));
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> queued,
+                           store_->JobsInState(gan::v1::JOB_STATE_QUEUED));
+  EXPECT_THAT(Ids(queued), ElementsAre(ids[1], ids[3]));
+}
+
+TEST_F(JobStoreTest, DataSurvivesClosingAndReopening) {
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord job,
+                           store_->CreateJob("req-keep", MakeSpec("seed-dcgan", 50), 50, nullptr));
+  ASSERT_THAT(store_->MarkRunning(job.job_id), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(int64_t sequence,
+                           store_->AppendMetric(job.job_id, 0, StepEvent(0)));
+  ASSERT_THAT(store_->RecordCheckpoint(job.job_id, 10, "/ckpt/10"), IsOk());
+  ASSERT_THAT(store_->SetStep(job.job_id, 12), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord before, store_->GetJob(job.job_id));
+
+  store_.reset();
+  GAN_ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(path_));
+  EXPECT_THAT(store_->CheckIntegrity(), IsOk());
+
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord after, store_->GetJob(job.job_id));
+  EXPECT_EQ(after.request_id, "req-keep");
+  EXPECT_TRUE(SameSpec(after.spec, MakeSpec("seed-dcgan", 50)));
+  EXPECT_EQ(after.state, gan::v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(after.create_time, before.create_time);
+  EXPECT_EQ(after.start_time, before.start_time);
+  EXPECT_EQ(after.step, 12);
+  EXPECT_EQ(after.total_steps, 50);
+  EXPECT_EQ(after.latest_checkpoint_step, 10);
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> history,
+                           store_->ReadMetrics(job.job_id, 0, 0, 100));
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(history[0].sequence, sequence);
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<CheckpointRow> rows, store_->ListCheckpoints(job.job_id));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].path, "/ckpt/10");
+
+  // The request id still deduplicates, and new rows continue the old orders.
+  bool created = true;
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord same,
+                           store_->CreateJob("req-keep", MakeSpec("seed-dcgan", 50), 50, &created));
+  EXPECT_FALSE(created);
+  EXPECT_EQ(same.job_id, job.job_id);
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord newer, store_->CreateJob("", MakeSpec("seed", 1), 1, nullptr));
+  EXPECT_GT(newer.create_time, job.create_time);
+  GAN_ASSERT_OK_AND_ASSIGN(int64_t next, store_->AppendMetric(job.job_id, 1, StepEvent(1)));
+  EXPECT_GT(next, sequence);
+}
+
+TEST_F(JobStoreTest, CommittedDataSurvivesKillNine) {
+  store_.reset();
+  // The child commits, then dies without closing the database (its WAL is never checkpointed).
+  EXPECT_EXIT(
+      {
+        absl::StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+        if (!store.ok()) _exit(1);
+        absl::StatusOr<JobRecord> job =
+            (*store)->CreateJob("req-crash", MakeSpec("seed", 10), 10, nullptr);
+        if (!job.ok()) _exit(2);
+        if (!(*store)->MarkRunning(job->job_id).ok()) _exit(3);
+        if (!(*store)->AppendMetric(job->job_id, 0, StepEvent(0)).ok()) _exit(4);
+        std::raise(SIGKILL);
+      },
+      ::testing::KilledBySignal(SIGKILL), "");
+
+  GAN_ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(path_));
+  EXPECT_THAT(store_->CheckIntegrity(), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> running,
+                           store_->JobsInState(gan::v1::JOB_STATE_RUNNING));
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(running[0].request_id, "req-crash");
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> history,
+                           store_->ReadMetrics(running[0].job_id, 0, 0, 100));
+  EXPECT_EQ(history.size(), 1u);
+}
+
+TEST_F(JobStoreTest, CheckIntegrityIsOk) {
+  CreateJobs(3);
+  EXPECT_THAT(store_->CheckIntegrity(), IsOk());
+}
+
+TEST_F(JobStoreTest, OpenRefusesANewerSchema) {
+  store_.reset();
+  ExecOnFile(path_, "PRAGMA user_version = 99;");
+  EXPECT_THAT(JobStore::Open(path_),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 99")));
+}
+
+TEST_F(JobStoreTest, OpenFailsInAMissingDirectory) {
+  EXPECT_THAT(JobStore::Open(MakeTempDir("empty") + "/missing/jobs.db"),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr("missing/jobs.db")));
+}
+
+TEST_F(JobStoreTest, ConcurrentAppendsGetUniqueMonotonicSequences) {
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord job,
+                           store_->CreateJob("", MakeSpec("seed", 100), 100, nullptr));
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 50;
+  std::vector<std::vector<int64_t>> sequences(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const int64_t step = t * 1000 + i;
+        absl::StatusOr<int64_t> sequence = store_->AppendMetric(job.job_id, step, StepEvent(step));
+        EXPECT_THAT(sequence, IsOk());
+        if (sequence.ok()) sequences[t].push_back(*sequence);
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+
+  std::vector<int64_t> all;
+  for (const std::vector<int64_t>& mine : sequences) {
+    ASSERT_EQ(mine.size(), static_cast<size_t>(kPerThread));
+    for (size_t i = 1; i < mine.size(); ++i) EXPECT_GT(mine[i], mine[i - 1]);
+    all.insert(all.end(), mine.begin(), mine.end());
+  }
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end()) << "duplicate sequence";
+
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> history,
+                           store_->ReadMetrics(job.job_id, 0, 0, 1000));
+  ASSERT_EQ(history.size(), all.size());
+  std::vector<int> next_index(kThreads, 0);
+  for (size_t i = 0; i < history.size(); ++i) {
+    EXPECT_EQ(history[i].sequence, all[i]);
+    // Each thread's events appear in the order it appended them.
+    const int t = static_cast<int>(history[i].step / 1000);
+    ASSERT_GE(t, 0);
+    ASSERT_LT(t, kThreads);
+    EXPECT_EQ(history[i].step % 1000, next_index[t]++);
+    EXPECT_EQ(history[i].event.step().step(), history[i].step);
+  }
+}
+
+TEST(JobStoreToProtoTest, FillsEveryFieldAndLeavesUnsetTimesUnset) {
+  JobRecord record;
+  record.job_id = "job-00000000000000aa";
+  record.request_id = "req";
+  record.spec = MakeSpec("seed", 5);
+  record.state = gan::v1::JOB_STATE_RUNNING;
+  record.create_time = absl::FromUnixMicros(1'700'000'000'123'456);
+  record.start_time = absl::FromUnixMicros(1'700'000'001'000'001);
+  record.step = 3;
+  record.total_steps = 5;
+  record.latest_checkpoint_step = 2;
+  record.error_message = "none";
+
+  gan::v1::Job job = ToProto(record);
+  EXPECT_EQ(job.job_id(), record.job_id);
+  EXPECT_EQ(job.request_id(), "req");
+  EXPECT_TRUE(SameSpec(job.spec(), record.spec));
+  EXPECT_EQ(job.state(), gan::v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(job.create_time().seconds(), 1'700'000'000);
+  EXPECT_EQ(job.create_time().nanos(), 123'456'000);
+  EXPECT_EQ(job.start_time().seconds(), 1'700'000'001);
+  EXPECT_EQ(job.start_time().nanos(), 1'000);
+  EXPECT_FALSE(job.has_end_time());
+  EXPECT_EQ(job.step(), 3);
+  EXPECT_EQ(job.total_steps(), 5);
+  EXPECT_EQ(job.latest_checkpoint_step(), 2);
+  EXPECT_EQ(job.error_message(), "none");
+}
+
+}  // namespace
+}  // namespace gan::server
