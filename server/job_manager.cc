@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -63,6 +64,15 @@ void JobManager::Shutdown() {
   }
   for (std::thread& worker : workers_) worker.join();
   workers_.clear();
+  // Wake every waiting stream so it can end now instead of at the server's grace deadline.
+  std::map<std::string, std::vector<std::function<void()>>> waiters;
+  {
+    absl::MutexLock lock(&waiters_mu_);
+    waiters.swap(waiters_);
+  }
+  for (auto& [job_id, callbacks] : waiters) {
+    for (auto& callback : callbacks) callback();
+  }
 }
 
 absl::StatusOr<gan::v1::Job> JobManager::Submit(const std::string& request_id,
@@ -70,6 +80,20 @@ absl::StatusOr<gan::v1::Job> JobManager::Submit(const std::string& request_id,
   if (request_id.size() > 128) {
     return absl::InvalidArgumentError("request_id: at most 128 characters");
   }
+  // A retry of an accepted submission gets its job back, even when the queue is full now.
+  auto previous = [&]() -> absl::StatusOr<std::optional<gan::v1::Job>> {
+    if (request_id.empty()) return std::optional<gan::v1::Job>();
+    GAN_ASSIGN_OR_RETURN(std::optional<JobRecord> record, store_->FindByRequestId(request_id));
+    if (!record.has_value()) return std::optional<gan::v1::Job>();
+    if (Serialized(record->spec) != Serialized(spec)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "request_id: '", request_id, "' was used for job ", record->job_id,
+          " with a different spec"));
+    }
+    return std::optional<gan::v1::Job>(ToProto(*record));
+  };
+  GAN_ASSIGN_OR_RETURN(std::optional<gan::v1::Job> existing, previous());
+  if (existing.has_value()) return *existing;
   GAN_ASSIGN_OR_RETURN(ResolvedJob resolved, ResolveJobSpec(spec, options_.defaults, datasets_));
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return absl::UnavailableError("the server is shutting down");
@@ -80,7 +104,7 @@ absl::StatusOr<gan::v1::Job> JobManager::Submit(const std::string& request_id,
   bool created = false;
   GAN_ASSIGN_OR_RETURN(JobRecord record,
                        store_->CreateJob(request_id, spec, resolved.total_steps, &created));
-  if (!created) {
+  if (!created) {  // a concurrent submission with the same request_id won the race
     if (Serialized(record.spec) != Serialized(spec)) {
       return absl::AlreadyExistsError(absl::StrCat(
           "request_id: '", request_id, "' was used for job ", record.job_id,
@@ -125,7 +149,13 @@ absl::StatusOr<gan::v1::Job> JobManager::Cancel(const std::string& job_id) {
         break;
       }
     }
-    if (!was_queued) cancel_requested_.insert(job_id);
+    if (!was_queued) {
+      if (running_.count(job_id) == 0) {
+        // It ended between the read above and now.
+        return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " already ended"));
+      }
+      cancel_requested_.insert(job_id);
+    }
   }
   if (was_queued) {
     Finish(job_id, gan::v1::JOB_STATE_CANCELLED, "");
@@ -164,14 +194,13 @@ absl::StatusOr<std::string> JobManager::CheckpointPath(const std::string& job_id
 }
 
 void JobManager::NotifyOnNextEvent(const std::string& job_id, std::function<void()> callback) {
-  {
-    absl::MutexLock lock(&waiters_mu_);
-    waiters_[job_id].push_back(std::move(callback));
-  }
-  // An event stored between the caller's last read and the registration must not be missed:
-  // wake the caller once now if the job can no longer produce events.
-  auto record = store_->GetJob(job_id);
-  if (!record.ok() || Ended(record->state)) Notify(job_id);
+  absl::MutexLock lock(&waiters_mu_);
+  waiters_[job_id].push_back(std::move(callback));
+}
+
+bool JobManager::shutting_down() {
+  absl::MutexLock lock(&mu_);
+  return shutting_down_;
 }
 
 void JobManager::Notify(const std::string& job_id) {

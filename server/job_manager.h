@@ -56,9 +56,11 @@ class JobManager {
   // when the job has none yet, NOT_FOUND for an unknown job or step.
   absl::StatusOr<std::string> CheckpointPath(const std::string& job_id, int64_t step);
 
-  // Calls `callback` once, on some thread, when the job's next event has been stored (at once if
-  // the job already ended). The callback must not block.
+  // Calls `callback` once, on another thread, when the job's next event has been stored or the
+  // manager shuts down. Never calls it from within this call. The callback must not block.
+  // A caller re-reads the store after registering, so an event stored just before is not missed.
   void NotifyOnNextEvent(const std::string& job_id, std::function<void()> callback);
+  bool shutting_down();
 
   JobStore* store() { return store_; }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <random>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -471,6 +472,17 @@ absl::StatusOr<JobRecord> JobStore::CreateJob(const std::string& request_id,
 absl::StatusOr<JobRecord> JobStore::GetJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   return LoadJob(*db_, job_id);
+}
+
+absl::StatusOr<std::optional<JobRecord>> JobStore::FindByRequestId(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  GAN_ASSIGN_OR_RETURN(Statement select,
+                       db_->Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs WHERE request_id = ?"));
+  select.BindText(request_id);
+  GAN_ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) return std::optional<JobRecord>();
+  GAN_ASSIGN_OR_RETURN(JobRecord record, ReadJob(select));
+  return std::optional<JobRecord>(std::move(record));
 }
 
 absl::StatusOr<std::vector<JobRecord>> JobStore::ListJobs(gan::v1::JobState state, int page_size,

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,9 @@ class JobStore {
                                       int64_t total_steps, bool* created);
 
   absl::StatusOr<JobRecord> GetJob(const std::string& job_id);
+
+  // The job created with `request_id` (non-empty), if any.
+  absl::StatusOr<std::optional<JobRecord>> FindByRequestId(const std::string& request_id);
 
   // One page of jobs, newest first (create_time desc, job_id desc), in `state` (UNSPECIFIED: all).
   // page_size 0 means kDefaultPageSize, larger than kMaxPageSize means kMaxPageSize, negative is

@@ -30,6 +30,7 @@ struct Flags {
   std::string listen = "127.0.0.1:50051";
   std::string data_dir = "./gan-data";
   std::string default_dataset = "fashion-mnist";
+  std::string fashion_mnist_dir = gan::kFashionMnistDir;
   int max_concurrent_jobs = 1;
   int max_queued_jobs = 64;
   int threads_per_job = 2;
@@ -60,7 +61,7 @@ int Serve(const Flags& flags) {
     std::fprintf(stderr, "gan-server: %s\n", store.status().ToString().c_str());
     return 1;
   }
-  gan::server::DatasetRegistry datasets(flags.data_dir);
+  gan::server::DatasetRegistry datasets(flags.data_dir, flags.fashion_mnist_dir);
   gan::server::JobManagerOptions job_options;
   job_options.data_dir = flags.data_dir;
   job_options.max_concurrent_jobs = flags.max_concurrent_jobs;
@@ -94,13 +95,14 @@ int Serve(const Flags& flags) {
                              flags.max_connection_idle_seconds * 1000);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
                              flags.max_connection_age_seconds * 1000);
+  // Jobs left by an earlier process are queued before any new submission can arrive.
+  if (auto s = jobs.Start(); !s.ok()) {
+    std::fprintf(stderr, "gan-server: %s\n", s.ToString().c_str());
+    return 1;
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::fprintf(stderr, "gan-server: cannot listen on %s\n", flags.listen.c_str());
-    return 1;
-  }
-  if (auto s = jobs.Start(); !s.ok()) {
-    std::fprintf(stderr, "gan-server: %s\n", s.ToString().c_str());
     return 1;
   }
   server->GetHealthCheckService()->SetServingStatus(true);
@@ -141,6 +143,9 @@ int main(int argc, char** argv) {
                  "SQLite job store, checkpoints and datasets/<name>/ folders")
       ->capture_default_str();
   app.add_option("--default_dataset", f.default_dataset, "dataset of jobs that name none")
+      ->capture_default_str();
+  app.add_option("--fashion_mnist_dir", f.fashion_mnist_dir,
+                 "where Debian's dataset-fashion-mnist installs the built-in dataset")
       ->capture_default_str();
   app.add_option("--max_concurrent_jobs", f.max_concurrent_jobs, "jobs training at once")
       ->capture_default_str()->check(CLI::Range(1, 64));

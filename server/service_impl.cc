@@ -81,25 +81,46 @@ class MetricsStream : public grpc::ServerWriteReactor<gan::v1::MetricEvent> {
     s.reactor->Finish(status);
   }
 
+  // Reads the next page of stored events into `pending` (bounded: one page per stream).
+  static absl::Status Refill(Shared& s) {
+    auto rows = s.jobs->store()->ReadMetrics(s.job_id, s.from_step, s.after_sequence, 32);
+    if (!rows.ok()) return rows.status();
+    for (MetricRow& row : *rows) {
+      s.after_sequence = row.sequence;
+      s.pending.push_back(std::move(row.event));
+    }
+    return absl::OkStatus();
+  }
+
+  static void WriteNext(Shared& s) {
+    s.current = std::move(s.pending.front());
+    s.pending.pop_front();
+    s.writing = true;
+    s.reactor->StartWrite(&s.current);
+  }
+
   // Called with s.mu held and no write in flight: writes the next event, or waits for one.
   static void Continue(Shared& s) {
     if (s.finished || s.writing || s.reactor == nullptr) return;
     if (s.cancelled) return Stop(s, grpc::Status::CANCELLED);
     if (s.pending.empty()) {
-      // Bounded reads: the server never buffers more than one page per stream.
-      auto rows = s.jobs->store()->ReadMetrics(s.job_id, s.from_step, s.after_sequence, 32);
-      if (!rows.ok()) return Stop(s, ToGrpcStatus(rows.status()));
-      for (MetricRow& row : *rows) {
-        s.after_sequence = row.sequence;
-        s.pending.push_back(std::move(row.event));
-      }
+      if (auto status = Refill(s); !status.ok()) return Stop(s, ToGrpcStatus(status));
     }
-    if (!s.pending.empty()) {
-      s.current = std::move(s.pending.front());
-      s.pending.pop_front();
-      s.writing = true;
-      s.reactor->StartWrite(&s.current);
-      return;
+    if (!s.pending.empty()) return WriteNext(s);
+    // Nothing stored from from_step on. An ended job's final state still closes the stream
+    // (its `finished` event lies before a from_step past the end).
+    auto job = s.jobs->Get(s.job_id);
+    if (!job.ok()) return Stop(s, ToGrpcStatus(job.status()));
+    if (job->state() == gan::v1::JOB_STATE_SUCCEEDED ||
+        job->state() == gan::v1::JOB_STATE_FAILED ||
+        job->state() == gan::v1::JOB_STATE_CANCELLED) {
+      *s.pending.emplace_back().mutable_finished() = *job;
+      return WriteNext(s);
+    }
+    if (s.jobs->shutting_down()) {
+      return Stop(s, grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                  "the server is shutting down; reconnect with from_step to "
+                                  "resume"));
     }
     if (s.waiting) return;
     s.waiting = true;
@@ -111,6 +132,9 @@ class MetricsStream : public grpc::ServerWriteReactor<gan::v1::MetricEvent> {
       shared->waiting = false;
       Continue(*shared);
     });
+    // An event stored between the read above and the registration is not missed.
+    if (auto status = Refill(s); !status.ok()) return Stop(s, ToGrpcStatus(status));
+    if (!s.pending.empty()) WriteNext(s);
   }
 
   std::shared_ptr<Shared> shared_;
