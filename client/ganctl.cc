@@ -308,7 +308,13 @@ int main(int argc, char** argv) {
   sample->add_option("--out", out, "PNG file")->capture_default_str();
 
   auto* health = app.add_subcommand("health", "check that the server is SERVING");
-  CLI11_PARSE(app, argc, argv);
+  app.fallthrough();  // global options may follow the command: ganctl get JOB --json
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);  // prints --help or the error
+    return e.get_exit_code() == 0 ? 0 : 2;
+  }
 
   Client client(g);
   grpc::ClientContext context;

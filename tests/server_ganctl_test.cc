@@ -1,0 +1,673 @@
+// End-to-end tests of ganctl (build/bin/ganctl) against a real gan-server (build/bin/gan-server):
+// every test starts the server on a free loopback port with a fresh --data_dir and runs ganctl as
+// a subprocess, checking what a shell user relies on: stdout (so `id=$(ganctl submit ...)` works),
+// stderr, exit codes (README: 0 ok, 1 server error or unreachable, 2 bad command line, 3 the
+// watched job ended other than SUCCEEDED, 4 an unusable file), JSON output, and that `watch`
+// survives the server being killed and restarted on the same port.
+//
+// Jobs are tiny (seed-dcgan, batch 8, synthetic data, a few steps) because the CPU is shared.
+// The server process handling is a minimal copy of the fixture in server_test.cc.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "core/png_grid.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/test_util.h"
+
+extern char** environ;
+
+namespace gan {
+namespace {
+
+using ::gan::testing::IsOk;
+using ::gan::testing::MakeTempDir;
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using ::testing::StartsWith;
+
+constexpr absl::Duration kStartTimeout = absl::Seconds(30);
+constexpr absl::Duration kCommandTimeout = absl::Seconds(60);
+constexpr absl::Duration kJobTimeout = absl::Seconds(180);
+
+std::string BinaryNextToTests(const std::string& name) {
+  std::error_code error;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  return (self.parent_path() / ".." / "bin" / name).lexically_normal().string();
+}
+
+// build/tests/server_ganctl_test -> build/bin/ganctl and build/bin/gan-server.
+std::string GanctlBinary() { return BinaryNextToTests("ganctl"); }
+std::string ServerBinary() { return BinaryNextToTests("gan-server"); }
+
+std::string WaitStatusString(int status) {
+  if (WIFEXITED(status)) return absl::StrCat("exit code ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status));
+  return absl::StrCat("wait status ", status);
+}
+
+// A child process with stdout and stderr on pipes (so neither is a tty), optionally run in `cwd`.
+class Child {
+ public:
+  static absl::StatusOr<std::unique_ptr<Child>> Spawn(const std::vector<std::string>& args,
+                                                      const std::string& cwd = "") {
+    if (::access(args[0].c_str(), X_OK) != 0) {
+      return absl::NotFoundError(absl::StrCat("no executable at ", args[0]));
+    }
+    std::vector<std::string> copy = args;
+    std::vector<char*> argv;
+    for (std::string& arg : copy) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+
+    int out[2], err[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) return absl::ErrnoToStatus(errno, "pipe2");
+    if (::pipe2(err, O_CLOEXEC) != 0) {
+      ::close(out[0]);
+      ::close(out[1]);
+      return absl::ErrnoToStatus(errno, "pipe2");
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGINT);
+    posix_spawnattr_setsigmask(&attributes, &none);
+    posix_spawnattr_setsigdefault(&attributes, &defaults);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    pid_t pid = -1;
+    const int error =
+        posix_spawn(&pid, copy[0].c_str(), &actions, &attributes, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attributes);
+    ::close(out[1]);
+    ::close(err[1]);
+    if (error != 0) {
+      ::close(out[0]);
+      ::close(err[0]);
+      return absl::ErrnoToStatus(error, absl::StrCat("posix_spawn ", copy[0]));
+    }
+    return std::unique_ptr<Child>(new Child(pid, out[0], err[0]));
+  }
+
+  ~Child() {
+    Kill();
+    if (out_fd_ >= 0) ::close(out_fd_);
+    if (err_fd_ >= 0) ::close(err_fd_);
+  }
+
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0; }
+  const std::string& out() const { return out_; }
+  const std::string& err() const { return err_; }
+
+  // Reads whatever the child writes for up to `timeout` (returns early once something arrived
+  // or both pipes are closed). Returns false once both pipes are at EOF.
+  bool Pump(absl::Duration timeout) {
+    pollfd fds[2];
+    int n = 0;
+    if (out_fd_ >= 0) fds[n++] = {out_fd_, POLLIN, 0};
+    if (err_fd_ >= 0) fds[n++] = {err_fd_, POLLIN, 0};
+    if (n == 0) return false;
+    const int ready = ::poll(fds, n, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+    if (ready <= 0) return true;
+    for (int i = 0; i < n; ++i) {
+      if (fds[i].revents == 0) continue;
+      const bool is_out = fds[i].fd == out_fd_;
+      char chunk[4096];
+      const ssize_t got = ::read(fds[i].fd, chunk, sizeof(chunk));
+      if (got > 0) {
+        (is_out ? out_ : err_).append(chunk, got);
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        ::close(fds[i].fd);
+        (is_out ? out_fd_ : err_fd_) = -1;
+      }
+    }
+    return out_fd_ >= 0 || err_fd_ >= 0;
+  }
+
+  // Collects all output and the exit; SIGKILLs the child at `deadline`. Returns the wait status.
+  absl::StatusOr<int> Wait(absl::Time deadline) {
+    while (absl::Now() < deadline && Pump(deadline - absl::Now())) {
+    }
+    while (pid_ > 0) {
+      int status = 0;
+      const pid_t done = ::waitpid(pid_, &status, WNOHANG);
+      if (done == pid_) {
+        pid_ = -1;
+        return status;
+      }
+      if (done < 0 && errno != EINTR) return absl::ErrnoToStatus(errno, "waitpid");
+      if (absl::Now() > deadline) {
+        Kill();
+        return absl::DeadlineExceededError("the process did not exit in time (killed)");
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return absl::FailedPreconditionError("already reaped");
+  }
+
+  void Signal(int signal) {
+    if (pid_ > 0) ::kill(pid_, signal);
+  }
+
+  void Kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+  }
+
+ private:
+  Child(pid_t pid, int out_fd, int err_fd) : pid_(pid), out_fd_(out_fd), err_fd_(err_fd) {}
+
+  pid_t pid_;
+  int out_fd_, err_fd_;
+  std::string out_, err_;
+};
+
+// One gan-server: its stdout/stderr on pipes, ready once it printed its "listening" line.
+class Server {
+ public:
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const std::string& data_dir,
+                                                       const std::string& listen) {
+    absl::StatusOr<std::unique_ptr<Child>> child = Child::Spawn(
+        {ServerBinary(), "--listen", listen, "--data_dir", data_dir, "--default_dataset",
+         "synthetic", "--threads_per_job", "1", "--checkpoint_every", "2"});
+    if (!child.ok()) return child.status();
+    std::unique_ptr<Server> server(new Server(*std::move(child)));
+    const absl::Time deadline = absl::Now() + kStartTimeout;
+    // "gan-server listening on 127.0.0.1:0 (port 41235), data in /tmp/..."
+    while (server->child_->out().find('\n') == std::string::npos) {
+      if (absl::Now() > deadline) {
+        return absl::DeadlineExceededError("gan-server printed no 'listening' line in time");
+      }
+      if (!server->child_->Pump(absl::Milliseconds(200))) {
+        return absl::InternalError(absl::StrCat("gan-server exited before listening; stderr: ",
+                                                server->child_->err()));
+      }
+    }
+    const std::string& out = server->child_->out();
+    const std::string line = out.substr(0, out.find('\n'));
+    const size_t at = line.find("(port ");
+    const size_t end = at == std::string::npos ? at : line.find(')', at);
+    if (!absl::StartsWith(line, "gan-server listening on ") || end == std::string::npos ||
+        !absl::SimpleAtoi(line.substr(at + 6, end - at - 6), &server->port_) ||
+        server->port_ <= 0) {
+      return absl::InternalError(absl::StrCat("unexpected first line: '", line, "'"));
+    }
+    return server;
+  }
+
+  int port() const { return port_; }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  bool running() const { return child_->running(); }
+
+  // SIGTERM and wait (SIGKILL after `timeout`); returns the wait status.
+  absl::StatusOr<int> Terminate(absl::Duration timeout) {
+    child_->Signal(SIGTERM);
+    return child_->Wait(absl::Now() + timeout);
+  }
+  void Kill() { child_->Kill(); }
+  std::string err() const { return child_->err(); }
+
+ private:
+  explicit Server(std::unique_ptr<Child> child) : child_(std::move(child)) {}
+  std::unique_ptr<Child> child_;
+  int port_ = 0;
+};
+
+struct Outcome {
+  int exit_code = -1;  // -1: did not exit normally (see `how`)
+  std::string how;     // "exit code N", "killed by signal S" or a spawn/wait error
+  std::string out, err;
+  absl::Duration took;
+};
+
+std::string Describe(const Outcome& run) {
+  return absl::StrCat(run.how, " after ", absl::FormatDuration(run.took), "\n--- stdout:\n",
+                      run.out, "--- stderr:\n", run.err);
+}
+
+Outcome RunProcess(const std::vector<std::string>& args, const std::string& cwd,
+               absl::Duration timeout) {
+  Outcome run;
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<Child>> child = Child::Spawn(args, cwd);
+  if (!child.ok()) {
+    run.how = child.status().ToString();
+    return run;
+  }
+  absl::StatusOr<int> status = (*child)->Wait(start + timeout);
+  run.took = absl::Now() - start;
+  run.out = (*child)->out();
+  run.err = (*child)->err();
+  if (!status.ok()) {
+    run.how = status.status().ToString();
+    return run;
+  }
+  run.how = WaitStatusString(*status);
+  if (WIFEXITED(*status)) run.exit_code = WEXITSTATUS(*status);
+  return run;
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  if (!lines.empty() && lines.back().empty()) lines.pop_back();
+  return lines;
+}
+
+// "step 3/12 (25%)  d_loss ..." -> 3 (and the total); false for any other line.
+bool ParseStepLine(const std::string& line, int64_t* step, int64_t* total) {
+  if (!absl::StartsWith(line, "step ")) return false;
+  const size_t slash = line.find('/');
+  const size_t space = line.find(' ', 5);
+  if (slash == std::string::npos || space == std::string::npos || slash > space) return false;
+  return absl::SimpleAtoi(line.substr(5, slash - 5), step) &&
+         absl::SimpleAtoi(line.substr(slash + 1, space - slash - 1), total);
+}
+
+std::vector<int64_t> StepsPrinted(const std::string& out, int64_t* total = nullptr) {
+  std::vector<int64_t> steps;
+  for (const std::string& line : Lines(out)) {
+    int64_t step, t;
+    if (ParseStepLine(line, &step, &t)) {
+      steps.push_back(step);
+      if (total != nullptr) *total = t;
+    }
+  }
+  return steps;
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::vector<std::string> SubmitArgs(int steps) {
+  return {"submit", "--preset", "seed-dcgan", "--steps", std::to_string(steps), "--batch", "8",
+          "--dataset", "synthetic", "--seed", "11"};
+}
+
+class GanctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_dir_ = MakeTempDir("data");
+    work_dir_ = MakeTempDir("work");
+  }
+
+  void TearDown() override {
+    if (server_ != nullptr && server_->running()) {
+      absl::StatusOr<int> status = server_->Terminate(absl::Seconds(30));
+      EXPECT_THAT(status.status(), IsOk());
+      if (status.ok()) {
+        EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+            << WaitStatusString(*status) << "\n" << server_->err();
+      }
+    }
+    server_.reset();
+    std::error_code error;
+    if (!HasFailure()) {
+      std::filesystem::remove_all(data_dir_, error);
+      std::filesystem::remove_all(work_dir_, error);
+    }
+  }
+
+  absl::Status StartServer(const std::string& listen = "127.0.0.1:0") {
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(data_dir_, listen);
+    if (!server.ok()) return server.status();
+    server_ = *std::move(server);
+    return absl::OkStatus();
+  }
+
+  // ganctl --server <this test's server> ARGS..., run in work_dir_.
+  Outcome Ganctl(const std::vector<std::string>& args, absl::Duration timeout = kCommandTimeout) {
+    std::vector<std::string> all = {GanctlBinary(), "--server", server_->address()};
+    all.insert(all.end(), args.begin(), args.end());
+    return RunProcess(all, work_dir_, timeout);
+  }
+
+  // A job of `steps` steps trained to the end with `submit --watch`; returns its id.
+  std::string TrainedJob(int steps) {
+    std::vector<std::string> args = SubmitArgs(steps);
+    args.push_back("--watch");
+    const Outcome run = Ganctl(args, kJobTimeout);
+    EXPECT_EQ(run.exit_code, 0) << Describe(run);
+    const std::vector<std::string> lines = Lines(run.out);
+    return lines.empty() ? "" : lines.front();
+  }
+
+  std::string data_dir_, work_dir_;
+  std::unique_ptr<Server> server_;
+};
+
+// --- health, submit, watch -------------------------------------------------------------------
+
+TEST_F(GanctlTest, HealthPrintsServing) {
+  ASSERT_THAT(StartServer(), IsOk());
+  const Outcome run = Ganctl({"health"});
+  EXPECT_EQ(run.exit_code, 0) << Describe(run);
+  EXPECT_EQ(run.out, "SERVING\n") << Describe(run);
+  EXPECT_EQ(run.err, "") << Describe(run);
+}
+
+TEST_F(GanctlTest, SubmitPrintsOnlyTheJobId) {
+  ASSERT_THAT(StartServer(), IsOk());
+  const Outcome run = Ganctl(SubmitArgs(2));
+  EXPECT_EQ(run.exit_code, 0) << Describe(run);
+  // Exactly one line, the id: `id=$(ganctl submit ...)` must work.
+  EXPECT_THAT(run.out, MatchesRegex("job-[A-Za-z0-9_-]+\n")) << Describe(run);
+  EXPECT_EQ(run.err, "") << Describe(run);
+
+  const std::string id = Lines(run.out).empty() ? "" : Lines(run.out).front();
+  const Outcome get = Ganctl({"--json", "get", id});
+  EXPECT_EQ(get.exit_code, 0) << Describe(get);
+}
+
+TEST_F(GanctlTest, SubmitWatchPrintsPlainProgressAndExitsZero) {
+  ASSERT_THAT(StartServer(), IsOk());
+  constexpr int kSteps = 3;
+  std::vector<std::string> args = SubmitArgs(kSteps);
+  args.push_back("--watch");
+  const Outcome run = Ganctl(args, kJobTimeout);
+  EXPECT_EQ(run.exit_code, 0) << Describe(run);
+  RecordProperty("submit_watch_seconds", absl::StrCat(absl::ToDoubleSeconds(run.took)));
+
+  // stdout is a pipe: no carriage returns, one line per step.
+  EXPECT_EQ(run.out.find('\r'), std::string::npos) << Describe(run);
+  const std::vector<std::string> lines = Lines(run.out);
+  ASSERT_GE(lines.size(), 2u) << Describe(run);
+  EXPECT_THAT(lines.front(), MatchesRegex("job-[A-Za-z0-9_-]+")) << Describe(run);
+  int64_t total = -1;
+  EXPECT_EQ(StepsPrinted(run.out, &total), (std::vector<int64_t>{1, 2, 3})) << Describe(run);
+  EXPECT_EQ(total, kSteps) << Describe(run);
+  for (const std::string& line : lines) {
+    if (absl::StartsWith(line, "step ")) {
+      EXPECT_THAT(line, HasSubstr("d_loss")) << line;
+      EXPECT_THAT(line, HasSubstr("g_loss")) << line;
+    }
+  }
+  EXPECT_EQ(lines.back(), absl::StrCat("job ", lines.front(), " SUCCEEDED at step ", kSteps))
+      << Describe(run);
+}
+
+TEST_F(GanctlTest, WatchOfACancelledJobExitsThree) {
+  ASSERT_THAT(StartServer(), IsOk());
+  const Outcome submit = Ganctl(SubmitArgs(1000));
+  ASSERT_EQ(submit.exit_code, 0) << Describe(submit);
+  const std::string id = Lines(submit.out).front();
+  const Outcome cancel = Ganctl({"cancel", id});
+  EXPECT_EQ(cancel.exit_code, 0) << Describe(cancel);
+
+  const Outcome watch = Ganctl({"watch", id});
+  EXPECT_EQ(watch.exit_code, 3) << Describe(watch);
+  const std::vector<std::string> lines = Lines(watch.out);
+  ASSERT_FALSE(lines.empty()) << Describe(watch);
+  EXPECT_THAT(lines.back(), StartsWith(absl::StrCat("job ", id, " CANCELLED at step ")))
+      << Describe(watch);
+}
+
+// --- JSON output -------------------------------------------------------------------------------
+
+TEST_F(GanctlTest, GetAndListPrintJson) {
+  ASSERT_THAT(StartServer(), IsOk());
+  const Outcome submit = Ganctl(SubmitArgs(2));
+  ASSERT_EQ(submit.exit_code, 0) << Describe(submit);
+  const std::string id = Lines(submit.out).front();
+
+  const Outcome get = Ganctl({"--json", "get", id});
+  ASSERT_EQ(get.exit_code, 0) << Describe(get);
+  const nlohmann::json job = nlohmann::json::parse(get.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(job.is_discarded()) << Describe(get);
+  ASSERT_TRUE(job.is_object()) << Describe(get);
+  EXPECT_EQ(job.value("job_id", ""), id) << Describe(get);
+  EXPECT_THAT(job.value("state", ""), StartsWith("JOB_STATE_")) << Describe(get);
+
+  const Outcome list = Ganctl({"--json", "list"});
+  ASSERT_EQ(list.exit_code, 0) << Describe(list);
+  const nlohmann::json jobs = nlohmann::json::parse(list.out, nullptr, false);
+  ASSERT_FALSE(jobs.is_discarded()) << Describe(list);
+  ASSERT_TRUE(jobs.is_object() && jobs.contains("jobs") && jobs["jobs"].is_array())
+      << Describe(list);
+  ASSERT_EQ(jobs["jobs"].size(), 1u) << Describe(list);
+  EXPECT_EQ(jobs["jobs"][0].value("job_id", ""), id) << Describe(list);
+
+  // The plain list: "<id>  <STATE>  step/total".
+  const Outcome plain = Ganctl({"list"});
+  ASSERT_EQ(plain.exit_code, 0) << Describe(plain);
+  EXPECT_THAT(plain.out, StartsWith(id + "  ")) << Describe(plain);
+}
+
+// --- score and sample --------------------------------------------------------------------------
+
+TEST_F(GanctlTest, ScoresPngAndIdxFilesAndRefusesABadPng) {
+  ASSERT_THAT(StartServer(), IsOk());
+  const std::string id = TrainedJob(2);
+  ASSERT_FALSE(id.empty());
+
+  // A 40x30 RGB image: ganctl converts it to grey and resizes it to 28x28.
+  std::vector<uint8_t> rgb(30 * 40 * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>((i * 7) % 251);
+  ASSERT_THAT(WritePngGrid(work_dir_ + "/a.png", rgb, 1, 30, 40, 3, 1), IsOk());
+
+  const Outcome score = Ganctl({"score", id, "a.png"});
+  ASSERT_EQ(score.exit_code, 0) << Describe(score);
+  const std::vector<std::string> lines = Lines(score.out);
+  ASSERT_EQ(lines.size(), 1u) << Describe(score);
+  const std::vector<std::string> fields = absl::StrSplit(lines[0], '\t');
+  ASSERT_EQ(fields.size(), 2u) << Describe(score);
+  EXPECT_EQ(fields[0], "a.png");
+  double p = -1;
+  ASSERT_TRUE(absl::SimpleAtod(fields[1], &p)) << Describe(score);
+  EXPECT_GT(p, 0.0);
+  EXPECT_LT(p, 1.0);
+
+  const Outcome json = Ganctl({"--json", "score", id, "a.png"});
+  ASSERT_EQ(json.exit_code, 0) << Describe(json);
+  const nlohmann::json response = nlohmann::json::parse(json.out, nullptr, false);
+  ASSERT_FALSE(response.is_discarded()) << Describe(json);
+  ASSERT_TRUE(response.contains("probabilities") && response["probabilities"].is_array())
+      << Describe(json);
+  ASSERT_EQ(response["probabilities"].size(), 1u) << Describe(json);
+  EXPECT_NEAR(response["probabilities"][0].get<double>(), p, 1e-5) << Describe(json);
+
+  // A text file named .png is refused before anything is sent: exit 4, one line on stderr.
+  WriteFile(work_dir_ + "/bad.png", "this is not a PNG\n");
+  const Outcome bad = Ganctl({"score", id, "bad.png"});
+  EXPECT_EQ(bad.exit_code, 4) << Describe(bad);
+  EXPECT_EQ(bad.out, "") << Describe(bad);
+  EXPECT_THAT(bad.err, StartsWith("ganctl: bad.png")) << Describe(bad);
+  EXPECT_EQ(Lines(bad.err).size(), 1u) << Describe(bad);
+  EXPECT_EQ(bad.err.back(), '\n') << Describe(bad);
+
+  // An IDX file of 2 images of 28x28 (idx3, unsigned byte).
+  std::string idx = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28};
+  for (int i = 0; i < 2 * 28 * 28; ++i) idx.push_back(static_cast<char>((i * 13) % 256));
+  WriteFile(work_dir_ + "/x.idx", idx);
+  const Outcome scored_idx = Ganctl({"score", id, "x.idx", "a.png"});
+  ASSERT_EQ(scored_idx.exit_code, 0) << Describe(scored_idx);
+  const std::vector<std::string> idx_lines = Lines(scored_idx.out);
+  ASSERT_EQ(idx_lines.size(), 3u) << Describe(scored_idx);
+  const char* names[] = {"x.idx[0]", "x.idx[1]", "a.png"};
+  for (int i = 0; i < 3; ++i) {
+    const std::vector<std::string> f = absl::StrSplit(idx_lines[i], '\t');
+    ASSERT_EQ(f.size(), 2u) << idx_lines[i];
+    EXPECT_EQ(f[0], names[i]);
+    double q = -1;
+    ASSERT_TRUE(absl::SimpleAtod(f[1], &q)) << idx_lines[i];
+    EXPECT_GT(q, 0.0) << idx_lines[i];
+    EXPECT_LT(q, 1.0) << idx_lines[i];
+  }
+  // The PNG scores the same in a batch as alone.
+  EXPECT_EQ(idx_lines[2], lines[0]);
+}
+
+TEST_F(GanctlTest, SampleWritesAPng) {
+  ASSERT_THAT(StartServer(), IsOk());
+  const std::string id = TrainedJob(2);
+  ASSERT_FALSE(id.empty());
+  const Outcome run = Ganctl({"sample", id, "--count", "4", "--out", "s.png"});
+  EXPECT_EQ(run.exit_code, 0) << Describe(run);
+  EXPECT_EQ(run.out, "s.png\n") << Describe(run);
+  const std::string png = ReadFile(work_dir_ + "/s.png");
+  ASSERT_GE(png.size(), 8u);
+  EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+}
+
+// --- errors ------------------------------------------------------------------------------------
+
+TEST_F(GanctlTest, ServerErrorsExitOneWithTheCode) {
+  ASSERT_THAT(StartServer(), IsOk());
+  const Outcome run = Ganctl({"get", "nope"});
+  EXPECT_EQ(run.exit_code, 1) << Describe(run);
+  EXPECT_EQ(run.out, "") << Describe(run);
+  EXPECT_THAT(run.err, StartsWith("ganctl: NOT_FOUND: ")) << Describe(run);
+  EXPECT_EQ(Lines(run.err).size(), 1u) << Describe(run);
+}
+
+TEST_F(GanctlTest, AnUnreachableServerExitsOne) {
+  const Outcome run = RunProcess(
+      {GanctlBinary(), "--server", "127.0.0.1:1", "--deadline_seconds", "2", "health"}, "",
+      absl::Seconds(30));
+  EXPECT_EQ(run.exit_code, 1) << Describe(run);
+  EXPECT_EQ(run.out, "") << Describe(run);
+  EXPECT_TRUE(absl::StartsWith(run.err, "ganctl: UNAVAILABLE: ") ||
+              absl::StartsWith(run.err, "ganctl: DEADLINE_EXCEEDED: "))
+      << Describe(run);
+  EXPECT_LT(run.took, absl::Seconds(10)) << Describe(run);
+}
+
+// README: "2 bad command line".
+TEST_F(GanctlTest, BadUsageExitsTwo) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"frobnicate"}, {}, {"get"}, {"list", "--page_size", "0"}}) {
+    std::vector<std::string> all = {GanctlBinary()};
+    all.insert(all.end(), args.begin(), args.end());
+    const Outcome run = RunProcess(all, "", absl::Seconds(30));
+    EXPECT_EQ(run.exit_code, 2) << "ganctl " << absl::StrJoin(args, " ") << ": " << Describe(run);
+    EXPECT_EQ(run.out, "") << Describe(run);
+    EXPECT_FALSE(run.err.empty()) << Describe(run);
+  }
+}
+
+// --- watch across a server crash ---------------------------------------------------------------
+
+// `watch` keeps following a job while the server is killed (-9) and restarted on the same port.
+// The restarted server drops the events after the job's last checkpoint and trains those steps
+// again; the client resumes after the last step it printed, so every step is printed once.
+TEST_F(GanctlTest, WatchSurvivesAServerKillAndPrintsEveryStepOnce) {
+  ASSERT_THAT(StartServer(), IsOk());
+  const int port = server_->port();
+  constexpr int kSteps = 12;
+  const Outcome submit = Ganctl(SubmitArgs(kSteps));
+  ASSERT_EQ(submit.exit_code, 0) << Describe(submit);
+  const std::string id = Lines(submit.out).front();
+
+  absl::StatusOr<std::unique_ptr<Child>> spawned =
+      Child::Spawn({GanctlBinary(), "--server", server_->address(), "watch", id}, work_dir_);
+  ASSERT_THAT(spawned.status(), IsOk());
+  std::unique_ptr<Child> watch = *std::move(spawned);
+
+  const absl::Time start = absl::Now();
+  while (StepsPrinted(watch->out()).size() < 3 && absl::Now() < start + kJobTimeout) {
+    if (!watch->Pump(absl::Milliseconds(100))) break;
+  }
+  const std::vector<int64_t> before = StepsPrinted(watch->out());
+  ASSERT_GE(before.size(), 3u) << "watch printed:\n" << watch->out() << "\n" << watch->err();
+  server_->Kill();
+  const absl::Time killed = absl::Now();
+  RecordProperty("steps_printed_before_kill", static_cast<int>(before.size()));
+  ASSERT_LT(before.back(), kSteps) << "the job ended before the kill; nothing was tested";
+
+  // Same data directory, same port.
+  server_.reset();
+  ASSERT_THAT(StartServer(absl::StrCat("127.0.0.1:", port)), IsOk());
+  ASSERT_EQ(server_->port(), port);
+  const absl::Duration restart = absl::Now() - killed;
+
+  absl::StatusOr<int> status = watch->Wait(absl::Now() + kJobTimeout);
+  ASSERT_THAT(status.status(), IsOk()) << watch->out() << "\n" << watch->err();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << WaitStatusString(*status) << "\n--- stdout:\n" << watch->out() << "--- stderr:\n"
+      << watch->err();
+  RecordProperty("restart_seconds", absl::StrCat(absl::ToDoubleSeconds(restart)));
+  RecordProperty("watch_seconds", absl::StrCat(absl::ToDoubleSeconds(absl::Now() - start)));
+
+  std::vector<int64_t> expected;
+  for (int64_t step = 1; step <= kSteps; ++step) expected.push_back(step);
+  EXPECT_EQ(StepsPrinted(watch->out()), expected)
+      << "--- stdout:\n" << watch->out() << "--- stderr:\n" << watch->err();
+  EXPECT_THAT(watch->err(), HasSubstr("reconnecting")) << watch->err();
+  const std::vector<std::string> lines = Lines(watch->out());
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back(), absl::StrCat("job ", id, " SUCCEEDED at step ", kSteps))
+      << watch->out();
+
+  // A replay of the ended job shows where training resumed; when that is before the last step
+  // printed before the kill, the watcher has seen steps that the server trained again.
+  const Outcome replay = Ganctl({"watch", id});
+  EXPECT_EQ(replay.exit_code, 0) << Describe(replay);
+  EXPECT_EQ(StepsPrinted(replay.out), expected) << Describe(replay);
+  int64_t resumed_from = -1;
+  for (const std::string& line : Lines(replay.out)) {
+    if (absl::StartsWith(line, "resumed from step ")) {
+      EXPECT_EQ(resumed_from, -1) << "two resume markers\n" << Describe(replay);
+      EXPECT_TRUE(absl::SimpleAtoi(line.substr(18), &resumed_from)) << line;
+    }
+  }
+  EXPECT_GE(resumed_from, 0) << "no resume marker\n" << Describe(replay);
+  RecordProperty("resumed_from_step", static_cast<int>(resumed_from));
+  std::printf("watch across the kill: %zu steps printed before it, resumed from step %lld "
+              "(%s), restart took %s\n%s%s",
+              before.size(), static_cast<long long>(resumed_from),
+              resumed_from < before.back() ? "printed steps were trained again"
+                                           : "no printed step was trained again",
+              absl::FormatDuration(restart).c_str(), watch->out().c_str(), watch->err().c_str());
+}
+
+}  // namespace
+}  // namespace gan
