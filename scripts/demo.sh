@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 steps=${1:-300}
 bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
-cmake --build build -j2
+cmake --build build -j2 --target gan-server ganctl gan-train
 
 mkdir -p runs/demo
 log=runs/demo/server.log

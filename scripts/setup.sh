@@ -9,7 +9,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libsqlite3-dev zlib1g-dev libpng-dev libstb-dev
-  nlohmann-json3-dev libcli11-dev
+  nlohmann-json3-dev libcli11-dev prometheus-cpp-dev
+  prometheus
   dataset-fashion-mnist
 )
 if [[ "${1:-}" == "--with-torch" ]]; then

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 
@@ -45,6 +46,14 @@ absl::Status JobManager::Start() {
                        store_->JobsInState(gan::v1::JOB_STATE_RUNNING));
   GAN_ASSIGN_OR_RETURN(std::vector<JobRecord> queued,
                        store_->JobsInState(gan::v1::JOB_STATE_QUEUED));
+  if (Metrics* metrics = options_.metrics) {
+    for (gan::v1::JobState state :
+         {gan::v1::JOB_STATE_QUEUED, gan::v1::JOB_STATE_RUNNING, gan::v1::JOB_STATE_SUCCEEDED,
+          gan::v1::JOB_STATE_FAILED, gan::v1::JOB_STATE_CANCELLED}) {
+      GAN_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_->JobsInState(state));
+      metrics->SetJobs(state, static_cast<int64_t>(jobs.size()));
+    }
+  }
   {
     absl::MutexLock lock(&mu_);
     for (const JobRecord& r : running) queue_.push_back({r.job_id, /*resume=*/true});
@@ -113,6 +122,7 @@ absl::StatusOr<gan::v1::Job> JobManager::Submit(const std::string& request_id,
     return ToProto(record);
   }
   queue_.push_back({record.job_id, false});
+  if (options_.metrics != nullptr) options_.metrics->JobSubmitted();
   return ToProto(record);
 }
 
@@ -217,7 +227,9 @@ void JobManager::Notify(const std::string& job_id) {
 
 void JobManager::Finish(const std::string& job_id, gan::v1::JobState state,
                         const std::string& message) {
+  auto before = store_->GetJob(job_id);
   if (store_->MarkFinished(job_id, state, message).ok()) {
+    if (options_.metrics != nullptr && before.ok()) options_.metrics->MoveJob(before->state, state);
     auto record = store_->GetJob(job_id);
     if (record.ok()) {
       gan::v1::MetricEvent event;
@@ -283,14 +295,30 @@ void JobManager::RunJob(const QueuedJob& job) {
     if (*step > 0) (void)store_->RecordCheckpoint(id, *step, (*run)->CheckpointPath(*step));
   } else if (auto s = store_->MarkRunning(id); !s.ok()) {
     return;  // cancelled between the queue and here
+  } else if (options_.metrics != nullptr) {
+    options_.metrics->MoveJob(gan::v1::JOB_STATE_QUEUED, gan::v1::JOB_STATE_RUNNING);
   }
   Notify(id);
+  // This job's gauges, until it ends or the server stops; a step touches only their atomics.
+  std::optional<JobMetrics> job_metrics;
+  if (options_.metrics != nullptr) job_metrics.emplace(options_.metrics, id);
+  const int64_t batch_size = resolved->gan.batch_size();
+  // A step's time runs from the end of the previous on_step to the start of this one.
+  auto step_start = std::chrono::steady_clock::now();
 
   const int keep = resolved->keep_checkpoints;
   const int64_t metrics_every = resolved->metrics_every;
   const int64_t total = resolved->total_steps;
   TrainingCallbacks callbacks;
   callbacks.on_step = [&](const StepMetrics& m, int64_t epoch, double images_per_s) {
+    if (job_metrics.has_value()) {
+      const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - step_start;
+      job_metrics->Step(m.d_loss, m.g_loss, m.d_real, m.d_fake, batch_size, seconds.count());
+    }
+    struct RestartClock {
+      std::chrono::steady_clock::time_point* start;
+      ~RestartClock() { *start = std::chrono::steady_clock::now(); }
+    } restart_clock{&step_start};
     (void)store_->SetStep(id, m.step + 1);
     if ((m.step + 1) % metrics_every != 0 && m.step + 1 != total) return;
     gan::v1::MetricEvent event;

@@ -24,6 +24,7 @@
 #include "server/dataset_registry.h"
 #include "server/job_spec.h"
 #include "server/job_store.h"
+#include "server/metrics.h"
 
 namespace gan::server {
 
@@ -33,6 +34,9 @@ struct JobManagerOptions {
   int max_queued_jobs = 64;
   int threads_per_job = 2;  // OpenMP threads of one job's oneDNN primitives
   JobDefaults defaults;
+  // Job counts, training progress and running jobs' losses go here when set; must outlive the
+  // manager.
+  Metrics* metrics = nullptr;
 };
 
 class JobManager {

@@ -1,7 +1,10 @@
 // gan-server: the GAN training service.
 //
-//   build/bin/gan-server [--listen 127.0.0.1:50051] [--data_dir ./gan-data] ...
+//   build/bin/gan-server [--listen 127.0.0.1:50051] [--data_dir ./gan-data]
+//                        [--metrics_listen 127.0.0.1:9464] ...
 //
+// Prometheus metrics (server/metrics.h, server/process_collector.h) are served on
+// http://<metrics_listen>/metrics unless --metrics_listen is empty.
 // Serves gan.v1.TrainingService, gan.v1.ScoringService, grpc.health.v1.Health and server
 // reflection. SIGTERM or SIGINT: health turns NOT_SERVING, running jobs stop after their current
 // step and checkpoint (they resume at the next start), streams end, and the process exits.
@@ -18,9 +21,12 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "prometheus/exposer.h"
 #include "server/dataset_registry.h"
 #include "server/job_manager.h"
 #include "server/job_store.h"
+#include "server/metrics.h"
+#include "server/process_collector.h"
 #include "server/scoring_engine.h"
 #include "server/service_impl.h"
 
@@ -28,6 +34,7 @@ namespace {
 
 struct Flags {
   std::string listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9464";
   std::string data_dir = "./gan-data";
   std::string default_dataset = "fashion-mnist";
   std::string fashion_mnist_dir = gan::kFashionMnistDir;
@@ -61,6 +68,7 @@ int Serve(const Flags& flags) {
     std::fprintf(stderr, "gan-server: %s\n", store.status().ToString().c_str());
     return 1;
   }
+  gan::server::Metrics metrics;
   gan::server::DatasetRegistry datasets(flags.data_dir, flags.fashion_mnist_dir);
   gan::server::JobManagerOptions job_options;
   job_options.data_dir = flags.data_dir;
@@ -72,14 +80,15 @@ int Serve(const Flags& flags) {
   job_options.defaults.keep_checkpoints = flags.keep_checkpoints;
   job_options.defaults.max_steps = flags.max_steps;
   job_options.defaults.limits.max_batch_size = flags.max_batch_size;
+  job_options.metrics = &metrics;
   gan::server::JobManager jobs(store->get(), &datasets, job_options);
   gan::server::ScoringOptions scoring_options;
   scoring_options.max_cached_models = flags.max_cached_models;
   scoring_options.max_score_batch = flags.max_score_batch;
   scoring_options.max_sample_count = flags.max_sample_count;
   gan::server::ScoringEngine scoring(scoring_options);
-  gan::server::TrainingServiceImpl training_service(&jobs, &scoring);
-  gan::server::ScoringServiceImpl scoring_service(&jobs, &scoring);
+  gan::server::TrainingServiceImpl training_service(&jobs, &scoring, &metrics);
+  gan::server::ScoringServiceImpl scoring_service(&jobs, &scoring, &metrics);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -100,6 +109,23 @@ int Serve(const Flags& flags) {
     std::fprintf(stderr, "gan-server: %s\n", s.ToString().c_str());
     return 1;
   }
+  // Metrics are auxiliary: an address that cannot be bound (another server on this host has the
+  // default port) is reported and the service runs without them. The exposer is destroyed
+  // (stops serving) before the metrics and the manager it reads.
+  auto process_collector = std::make_shared<gan::server::ProcessCollector>();
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (!flags.metrics_listen.empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(flags.metrics_listen);
+      exposer->RegisterCollectable(metrics.registry());
+      exposer->RegisterCollectable(process_collector);
+    } catch (const std::exception& e) {
+      exposer.reset();
+      std::fprintf(stderr,
+                   "gan-server: warning: no metrics, cannot serve --metrics_listen %s: %s\n",
+                   flags.metrics_listen.c_str(), e.what());
+    }
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::fprintf(stderr, "gan-server: cannot listen on %s\n", flags.listen.c_str());
@@ -108,6 +134,11 @@ int Serve(const Flags& flags) {
   server->GetHealthCheckService()->SetServingStatus(true);
   std::printf("gan-server listening on %s (port %d), data in %s\n", flags.listen.c_str(), port,
               flags.data_dir.c_str());
+  if (exposer != nullptr) {
+    const std::vector<int> ports = exposer->GetListeningPorts();
+    std::printf("gan-server metrics on http://%s/metrics (metrics port %d)\n",
+                flags.metrics_listen.c_str(), ports.empty() ? 0 : ports.front());
+  }
   std::fflush(stdout);
 
   sigset_t signals;
@@ -139,6 +170,9 @@ int main(int argc, char** argv) {
   Flags f;
   CLI::App app{"GAN training service (gRPC)"};
   app.add_option("--listen", f.listen, "gRPC address")->capture_default_str();
+  app.add_option("--metrics_listen", f.metrics_listen,
+                 "Prometheus /metrics address (host:port); empty disables")
+      ->capture_default_str();
   app.add_option("--data_dir", f.data_dir,
                  "SQLite job store, checkpoints and datasets/<name>/ folders")
       ->capture_default_str();

@@ -10,14 +10,21 @@
 namespace gan::server {
 namespace {
 
-// Finishes a unary call with the value of `result` copied into `response`.
+// Finishes a unary call (and its metrics) with the value of `result` copied into `response`.
 template <typename T>
-grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
+grpc::ServerUnaryReactor* Reply(RpcCall call, grpc::CallbackServerContext* context,
                                 const absl::StatusOr<T>& result, T* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (result.ok()) *response = *result;
-  reactor->Finish(ToGrpcStatus(result.status()));
+  grpc::Status status = ToGrpcStatus(result.status());
+  call.Finish(status.error_code());
+  reactor->Finish(status);
   return reactor;
+}
+
+GrpcMethodMetrics* MethodMetrics(Metrics* metrics, const char* service, const char* method,
+                                 Metrics::RpcType type = Metrics::RpcType::kUnary) {
+  return metrics == nullptr ? nullptr : metrics->Method(service, method, type);
 }
 
 absl::Status RequireJobId(const std::string& job_id) {
@@ -30,8 +37,8 @@ absl::Status RequireJobId(const std::string& job_id) {
 // `Shared`, which outlives the reactor; the callbacks hold it weakly.
 class MetricsStream : public grpc::ServerWriteReactor<gan::v1::MetricEvent> {
  public:
-  MetricsStream(JobManager* jobs, std::string job_id, int64_t from_step)
-      : shared_(std::make_shared<Shared>()) {
+  MetricsStream(RpcCall call, JobManager* jobs, std::string job_id, int64_t from_step)
+      : call_(std::move(call)), shared_(std::make_shared<Shared>()) {
     shared_->reactor = this;
     shared_->jobs = jobs;
     shared_->job_id = std::move(job_id);
@@ -78,6 +85,7 @@ class MetricsStream : public grpc::ServerWriteReactor<gan::v1::MetricEvent> {
   static void Stop(Shared& s, const grpc::Status& status) {
     if (s.finished || s.reactor == nullptr) return;
     s.finished = true;
+    s.reactor->call_.Finish(status.error_code());
     s.reactor->Finish(status);
   }
 
@@ -137,43 +145,69 @@ class MetricsStream : public grpc::ServerWriteReactor<gan::v1::MetricEvent> {
     if (!s.pending.empty()) WriteNext(s);
   }
 
+  RpcCall call_;  // counted as CANCELLED if the stream is torn down before Stop
   std::shared_ptr<Shared> shared_;
 };
 
 }  // namespace
 
+TrainingServiceImpl::TrainingServiceImpl(JobManager* jobs, ScoringEngine* scoring,
+                                         Metrics* metrics)
+    : jobs_(jobs), scoring_(scoring), metrics_(metrics) {
+  const char* service = gan::v1::TrainingService::service_full_name();
+  submit_job_metrics_ = MethodMetrics(metrics, service, "SubmitJob");
+  get_job_metrics_ = MethodMetrics(metrics, service, "GetJob");
+  list_jobs_metrics_ = MethodMetrics(metrics, service, "ListJobs");
+  cancel_job_metrics_ = MethodMetrics(metrics, service, "CancelJob");
+  stream_metrics_metrics_ =
+      MethodMetrics(metrics, service, "StreamMetrics", Metrics::RpcType::kServerStream);
+  sample_images_metrics_ = MethodMetrics(metrics, service, "SampleImages");
+}
+
+ScoringServiceImpl::ScoringServiceImpl(JobManager* jobs, ScoringEngine* scoring, Metrics* metrics)
+    : jobs_(jobs),
+      scoring_(scoring),
+      metrics_(metrics),
+      score_metrics_(MethodMetrics(metrics, gan::v1::ScoringService::service_full_name(),
+                                   "Score")) {}
+
 grpc::ServerUnaryReactor* TrainingServiceImpl::SubmitJob(grpc::CallbackServerContext* context,
                                                          const gan::v1::SubmitJobRequest* request,
                                                          gan::v1::Job* response) {
-  return Reply(context, jobs_->Submit(request->request_id(), request->spec()), response);
+  RpcCall call(submit_job_metrics_);
+  return Reply(std::move(call), context, jobs_->Submit(request->request_id(), request->spec()), response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::GetJob(grpc::CallbackServerContext* context,
                                                       const gan::v1::GetJobRequest* request,
                                                       gan::v1::Job* response) {
+  RpcCall call(get_job_metrics_);
   if (auto s = RequireJobId(request->job_id()); !s.ok()) {
-    return Reply<gan::v1::Job>(context, s, response);
+    return Reply<gan::v1::Job>(std::move(call), context, s, response);
   }
-  return Reply(context, jobs_->Get(request->job_id()), response);
+  return Reply(std::move(call), context, jobs_->Get(request->job_id()), response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::ListJobs(grpc::CallbackServerContext* context,
                                                         const gan::v1::ListJobsRequest* request,
                                                         gan::v1::ListJobsResponse* response) {
-  return Reply(context, jobs_->List(*request), response);
+  RpcCall call(list_jobs_metrics_);
+  return Reply(std::move(call), context, jobs_->List(*request), response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::CancelJob(grpc::CallbackServerContext* context,
                                                          const gan::v1::CancelJobRequest* request,
                                                          gan::v1::Job* response) {
+  RpcCall call(cancel_job_metrics_);
   if (auto s = RequireJobId(request->job_id()); !s.ok()) {
-    return Reply<gan::v1::Job>(context, s, response);
+    return Reply<gan::v1::Job>(std::move(call), context, s, response);
   }
-  return Reply(context, jobs_->Cancel(request->job_id()), response);
+  return Reply(std::move(call), context, jobs_->Cancel(request->job_id()), response);
 }
 
 grpc::ServerWriteReactor<gan::v1::MetricEvent>* TrainingServiceImpl::StreamMetrics(
     grpc::CallbackServerContext* context, const gan::v1::StreamMetricsRequest* request) {
+  RpcCall call(stream_metrics_metrics_);
   absl::Status status = RequireJobId(request->job_id());
   if (status.ok() && request->from_step() < 0) {
     status = absl::InvalidArgumentError("from_step: must be >= 0");
@@ -182,42 +216,54 @@ grpc::ServerWriteReactor<gan::v1::MetricEvent>* TrainingServiceImpl::StreamMetri
   if (!status.ok()) {
     class Failed : public grpc::ServerWriteReactor<gan::v1::MetricEvent> {
      public:
-      explicit Failed(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+      Failed(RpcCall call, const absl::Status& s) {
+        grpc::Status status = ToGrpcStatus(s);
+        call.Finish(status.error_code());
+        Finish(status);
+      }
       void OnDone() override { delete this; }
     };
-    return new Failed(status);
+    return new Failed(std::move(call), status);
   }
-  return new MetricsStream(jobs_, request->job_id(), request->from_step());
+  return new MetricsStream(std::move(call), jobs_, request->job_id(), request->from_step());
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::SampleImages(
     grpc::CallbackServerContext* context, const gan::v1::SampleImagesRequest* request,
     gan::v1::SampleImagesResponse* response) {
+  RpcCall call(sample_images_metrics_);
   if (auto s = RequireJobId(request->job_id()); !s.ok()) {
-    return Reply<gan::v1::SampleImagesResponse>(context, s, response);
+    return Reply<gan::v1::SampleImagesResponse>(std::move(call), context, s, response);
   }
   if (request->checkpoint_step() < 0) {
     return Reply<gan::v1::SampleImagesResponse>(
-        context, absl::InvalidArgumentError("checkpoint_step: must be >= 0"), response);
+        std::move(call), context, absl::InvalidArgumentError("checkpoint_step: must be >= 0"), response);
   }
   auto path = jobs_->CheckpointPath(request->job_id(), request->checkpoint_step());
-  if (!path.ok()) return Reply<gan::v1::SampleImagesResponse>(context, path.status(), response);
-  return Reply(context, scoring_->Sample(*path, request->count(), request->seed()), response);
+  if (!path.ok()) return Reply<gan::v1::SampleImagesResponse>(std::move(call), context, path.status(), response);
+  return Reply(std::move(call), context, scoring_->Sample(*path, request->count(), request->seed()), response);
 }
 
 grpc::ServerUnaryReactor* ScoringServiceImpl::Score(grpc::CallbackServerContext* context,
                                                     const gan::v1::ScoreRequest* request,
                                                     gan::v1::ScoreResponse* response) {
+  RpcCall call(score_metrics_);
   if (auto s = RequireJobId(request->job_id()); !s.ok()) {
-    return Reply<gan::v1::ScoreResponse>(context, s, response);
+    return Reply<gan::v1::ScoreResponse>(std::move(call), context, s, response);
   }
   if (request->checkpoint_step() < 0) {
     return Reply<gan::v1::ScoreResponse>(
-        context, absl::InvalidArgumentError("checkpoint_step: must be >= 0"), response);
+        std::move(call), context, absl::InvalidArgumentError("checkpoint_step: must be >= 0"), response);
   }
   auto path = jobs_->CheckpointPath(request->job_id(), request->checkpoint_step());
-  if (!path.ok()) return Reply<gan::v1::ScoreResponse>(context, path.status(), response);
-  return Reply(context, scoring_->Score(*path, *request), response);
+  if (!path.ok()) return Reply<gan::v1::ScoreResponse>(std::move(call), context, path.status(), response);
+  absl::StatusOr<gan::v1::ScoreResponse> scored = scoring_->Score(*path, *request);
+  if (metrics_ != nullptr) {
+    // N of the validated (N, H, W, C) shape.
+    const int64_t images = scored.ok() ? request->shape(0) : 0;
+    metrics_->Scored(images, call.seconds(), scored.ok());
+  }
+  return Reply(std::move(call), context, scored, response);
 }
 
 }  // namespace gan::server

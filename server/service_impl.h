@@ -4,17 +4,19 @@
 // Thin gRPC handlers (callback API): validate, hand off to the JobManager or the ScoringEngine,
 // and map absl::Status to grpc::Status in one helper. StreamMetrics is a write reactor fed from
 // the stored history and the manager's per-job notifications; it writes one message at a time
-// and never blocks.
+// and never blocks. With a Metrics, every call is counted and timed (grpc_server_*; Score also
+// feeds gan_score_*); without one (nullptr), nothing is recorded.
 
 #include "gan/v1/service.grpc.pb.h"
 #include "server/job_manager.h"
+#include "server/metrics.h"
 #include "server/scoring_engine.h"
 
 namespace gan::server {
 
 class TrainingServiceImpl final : public gan::v1::TrainingService::CallbackService {
  public:
-  TrainingServiceImpl(JobManager* jobs, ScoringEngine* scoring) : jobs_(jobs), scoring_(scoring) {}
+  TrainingServiceImpl(JobManager* jobs, ScoringEngine* scoring, Metrics* metrics = nullptr);
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const gan::v1::SubmitJobRequest* request,
@@ -38,11 +40,19 @@ class TrainingServiceImpl final : public gan::v1::TrainingService::CallbackServi
  private:
   JobManager* jobs_;
   ScoringEngine* scoring_;
+  Metrics* metrics_;
+  // Label handles per method (null without metrics).
+  GrpcMethodMetrics* submit_job_metrics_;
+  GrpcMethodMetrics* get_job_metrics_;
+  GrpcMethodMetrics* list_jobs_metrics_;
+  GrpcMethodMetrics* cancel_job_metrics_;
+  GrpcMethodMetrics* stream_metrics_metrics_;
+  GrpcMethodMetrics* sample_images_metrics_;
 };
 
 class ScoringServiceImpl final : public gan::v1::ScoringService::CallbackService {
  public:
-  ScoringServiceImpl(JobManager* jobs, ScoringEngine* scoring) : jobs_(jobs), scoring_(scoring) {}
+  ScoringServiceImpl(JobManager* jobs, ScoringEngine* scoring, Metrics* metrics = nullptr);
 
   grpc::ServerUnaryReactor* Score(grpc::CallbackServerContext* context,
                                   const gan::v1::ScoreRequest* request,
@@ -51,6 +61,8 @@ class ScoringServiceImpl final : public gan::v1::ScoringService::CallbackService
  private:
   JobManager* jobs_;
   ScoringEngine* scoring_;
+  Metrics* metrics_;
+  GrpcMethodMetrics* score_metrics_;
 };
 
 }  // namespace gan::server
