@@ -175,7 +175,8 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::SubmitJob(grpc::CallbackServerCon
                                                          const gan::v1::SubmitJobRequest* request,
                                                          gan::v1::Job* response) {
   RpcCall call(submit_job_metrics_);
-  return Reply(std::move(call), context, jobs_->Submit(request->request_id(), request->spec()), response);
+  return Reply(std::move(call), context, jobs_->Submit(request->request_id(), request->spec()),
+               response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::GetJob(grpc::CallbackServerContext* context,
@@ -237,11 +238,15 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::SampleImages(
   }
   if (request->checkpoint_step() < 0) {
     return Reply<gan::v1::SampleImagesResponse>(
-        std::move(call), context, absl::InvalidArgumentError("checkpoint_step: must be >= 0"), response);
+        std::move(call), context, absl::InvalidArgumentError("checkpoint_step: must be >= 0"),
+        response);
   }
   auto path = jobs_->CheckpointPath(request->job_id(), request->checkpoint_step());
-  if (!path.ok()) return Reply<gan::v1::SampleImagesResponse>(std::move(call), context, path.status(), response);
-  return Reply(std::move(call), context, scoring_->Sample(*path, request->count(), request->seed()), response);
+  if (!path.ok()) {
+    return Reply<gan::v1::SampleImagesResponse>(std::move(call), context, path.status(), response);
+  }
+  return Reply(std::move(call), context, scoring_->Sample(*path, request->count(), request->seed()),
+               response);
 }
 
 grpc::ServerUnaryReactor* ScoringServiceImpl::Score(grpc::CallbackServerContext* context,
@@ -253,10 +258,13 @@ grpc::ServerUnaryReactor* ScoringServiceImpl::Score(grpc::CallbackServerContext*
   }
   if (request->checkpoint_step() < 0) {
     return Reply<gan::v1::ScoreResponse>(
-        std::move(call), context, absl::InvalidArgumentError("checkpoint_step: must be >= 0"), response);
+        std::move(call), context, absl::InvalidArgumentError("checkpoint_step: must be >= 0"),
+        response);
   }
   auto path = jobs_->CheckpointPath(request->job_id(), request->checkpoint_step());
-  if (!path.ok()) return Reply<gan::v1::ScoreResponse>(std::move(call), context, path.status(), response);
+  if (!path.ok()) {
+    return Reply<gan::v1::ScoreResponse>(std::move(call), context, path.status(), response);
+  }
   absl::StatusOr<gan::v1::ScoreResponse> scored = scoring_->Score(*path, *request);
   if (metrics_ != nullptr) {
     // N of the validated (N, H, W, C) shape.

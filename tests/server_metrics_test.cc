@@ -1,0 +1,440 @@
+// gan-server's Prometheus metrics (server/metrics.h), end to end: a real gan-server
+// (build/bin/gan-server) with --metrics_listen, scraped every second by a real Prometheus
+// (/usr/bin/prometheus, Debian's `prometheus` package), queried through Prometheus' HTTP API as a
+// dashboard would. What a user relies on: a running job's losses are a series Prometheus stores
+// under its job_id, RPCs are counted under the gRPC ecosystem's names and labels, the series of
+// an ended job goes away, and the exposition passes `promtool check metrics`.
+//
+// Skipped only when /usr/bin/prometheus is missing (scripts/setup.sh installs it).
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gan/v1/service.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/test_util.h"
+
+extern char** environ;
+
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kPrometheus[] = "/usr/bin/prometheus";
+constexpr char kPromtool[] = "/usr/bin/promtool";
+constexpr absl::Duration kStartTimeout = absl::Seconds(30);
+constexpr absl::Duration kScrapeTimeout = absl::Seconds(30);
+
+// build/tests/server_metrics_test -> build/bin/gan-server.
+std::string ServerBinary() {
+  std::error_code error;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  return (self.parent_path() / ".." / "bin" / "gan-server").lexically_normal().string();
+}
+
+// A loopback port free right now (bound to port 0, then closed).
+absl::StatusOr<int> FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::ErrnoToStatus(errno, "socket");
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return absl::ErrnoToStatus(error, "bind");
+  }
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+// A plain HTTP/1.0 GET of http://127.0.0.1:<port><target>; the body of a 200 response.
+absl::StatusOr<std::string> HttpGet(int port, const std::string& target) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::ErrnoToStatus(errno, "socket");
+  timeval timeout = {10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return absl::ErrnoToStatus(error, absl::StrCat("connect to port ", port));
+  }
+  const std::string request =
+      absl::StrCat("GET ", target, " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  for (size_t sent = 0; sent < request.size();) {
+    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int error = errno;
+      ::close(fd);
+      return absl::ErrnoToStatus(error, "send");
+    }
+    sent += static_cast<size_t>(n);
+  }
+  std::string response;
+  char chunk[8192];
+  while (true) {
+    const ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      ::close(fd);
+      return absl::ErrnoToStatus(error, "recv");
+    }
+    if (n == 0) break;
+    response.append(chunk, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  if (body == std::string::npos) return absl::InternalError("no HTTP header end");
+  const std::string status_line = response.substr(0, response.find("\r\n"));
+  if (!absl::StrContains(status_line, " 200 ")) {
+    return absl::UnavailableError(absl::StrCat(target, ": ", status_line, ": ",
+                                               response.substr(body + 4, 500)));
+  }
+  return response.substr(body + 4);
+}
+
+std::string UrlEncode(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += absl::StrFormat("%%%02X", c);
+    }
+  }
+  return out;
+}
+
+// A child process with stdout (and stderr, when `log` is set) redirected; SIGKILLed and reaped
+// by the destructor if still running.
+class Child {
+ public:
+  static absl::StatusOr<std::unique_ptr<Child>> Spawn(std::vector<std::string> args,
+                                                      const std::string& log) {
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return absl::ErrnoToStatus(errno, "pipe2");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (log.empty()) {
+      posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);  // stderr inherited
+    } else {
+      posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+    }
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGINT);
+    posix_spawnattr_setsigmask(&attributes, &none);
+    posix_spawnattr_setsigdefault(&attributes, &defaults);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    pid_t pid = -1;
+    const int error =
+        posix_spawn(&pid, argv[0], &actions, &attributes, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attributes);
+    ::close(fds[1]);
+    if (error != 0) {
+      ::close(fds[0]);
+      return absl::ErrnoToStatus(error, absl::StrCat("posix_spawn ", argv[0]));
+    }
+    return std::unique_ptr<Child>(new Child(pid, fds[0]));
+  }
+
+  ~Child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int status = 0;
+      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+    ::close(stdout_fd_);
+  }
+
+  // SIGTERM and reap (SIGKILL after `timeout`).
+  void Terminate(absl::Duration timeout) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    const absl::Time deadline = absl::Now() + timeout;
+    int status = 0;
+    while (::waitpid(pid_, &status, WNOHANG) == 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    if (::waitpid(pid_, &status, WNOHANG) == 0) ::kill(pid_, SIGKILL);
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+  }
+
+  // The next line of stdout (when it is a pipe).
+  absl::StatusOr<std::string> ReadLine(absl::Time deadline) {
+    while (true) {
+      const size_t newline = buffered_.find('\n');
+      if (newline != std::string::npos) {
+        std::string line = buffered_.substr(0, newline);
+        buffered_.erase(0, newline + 1);
+        return line;
+      }
+      const int64_t wait_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+      if (wait_ms <= 0) return absl::DeadlineExceededError("no line in time");
+      pollfd fd = {stdout_fd_, POLLIN, 0};
+      const int ready = ::poll(&fd, 1, static_cast<int>(wait_ms));
+      if (ready < 0 && errno != EINTR) return absl::ErrnoToStatus(errno, "poll");
+      if (ready <= 0) continue;
+      char chunk[4096];
+      const ssize_t n = ::read(stdout_fd_, chunk, sizeof(chunk));
+      if (n < 0 && errno != EINTR) return absl::ErrnoToStatus(errno, "read");
+      if (n == 0) return absl::InternalError(absl::StrCat("exited; stdout: '", buffered_, "'"));
+      if (n > 0) buffered_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  Child(pid_t pid, int stdout_fd) : pid_(pid), stdout_fd_(stdout_fd) {}
+
+  pid_t pid_;
+  int stdout_fd_;
+  std::string buffered_;
+};
+
+// The number in "... (<key> 1234) ..." of `line`, or 0.
+int PortIn(const std::string& line, const std::string& key) {
+  const size_t at = line.find(absl::StrCat("(", key, " "));
+  if (at == std::string::npos) return 0;
+  const size_t begin = at + key.size() + 2;
+  const size_t end = line.find(')', begin);
+  int port = 0;
+  if (end == std::string::npos || !absl::SimpleAtoi(line.substr(begin, end - begin), &port)) {
+    return 0;
+  }
+  return port;
+}
+
+class ServerMetricsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access(kPrometheus, X_OK) != 0) {
+      GTEST_SKIP() << kPrometheus << " is missing (scripts/setup.sh installs `prometheus`)";
+    }
+    dir_ = gan::testing::MakeTempDir("server_metrics_test");
+
+    auto server = Child::Spawn(
+        {ServerBinary(), "--listen", "127.0.0.1:0", "--metrics_listen", "127.0.0.1:0",
+         "--data_dir", dir_ + "/data", "--default_dataset", "synthetic", "--threads_per_job", "1",
+         "--checkpoint_every", "1000000"},
+        "");
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    const absl::Time deadline = absl::Now() + kStartTimeout;
+    // "gan-server listening on 127.0.0.1:0 (port 41235), data in ..."
+    absl::StatusOr<std::string> line = server_->ReadLine(deadline);
+    ASSERT_TRUE(line.ok()) << line.status();
+    grpc_port_ = PortIn(*line, "port");
+    ASSERT_GT(grpc_port_, 0) << *line;
+    // "gan-server metrics on http://127.0.0.1:0/metrics (metrics port 9464)"
+    line = server_->ReadLine(deadline);
+    ASSERT_TRUE(line.ok()) << line.status();
+    metrics_port_ = PortIn(*line, "metrics port");
+    ASSERT_GT(metrics_port_, 0) << *line;
+
+    absl::StatusOr<int> prometheus_port = FreePort();
+    ASSERT_TRUE(prometheus_port.ok()) << prometheus_port.status();
+    prometheus_port_ = *prometheus_port;
+    {
+      std::ofstream config(dir_ + "/prometheus.yml");
+      config << "global:\n"
+             << "  scrape_interval: 1s\n"
+             << "  evaluation_interval: 1s\n"
+             << "scrape_configs:\n"
+             << "  - job_name: gan-server\n"
+             << "    static_configs:\n"
+             << "      - targets: ['127.0.0.1:" << metrics_port_ << "']\n";
+    }
+    auto prometheus = Child::Spawn(
+        {kPrometheus, "--config.file=" + dir_ + "/prometheus.yml",
+         "--storage.tsdb.path=" + dir_ + "/tsdb",
+         absl::StrCat("--web.listen-address=127.0.0.1:", prometheus_port_)},
+        dir_ + "/prometheus.log");
+    ASSERT_TRUE(prometheus.ok()) << prometheus.status();
+    prometheus_ = std::move(*prometheus);
+
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = gan::v1::TrainingService::NewStub(channel_);
+  }
+
+  void TearDown() override {
+    if (prometheus_ != nullptr) prometheus_->Terminate(absl::Seconds(5));
+    if (server_ != nullptr) server_->Terminate(absl::Seconds(10));
+  }
+
+  // Runs an instant PromQL query until it returns at least one series (Prometheus may not be up
+  // or may not have scraped yet); the result vector.
+  absl::StatusOr<nlohmann::json> QueryUntilFound(const std::string& promql) {
+    const absl::Time deadline = absl::Now() + kScrapeTimeout;
+    absl::Status last = absl::NotFoundError("no series yet");
+    while (absl::Now() < deadline) {
+      absl::StatusOr<std::string> body =
+          HttpGet(prometheus_port_, "/api/v1/query?query=" + UrlEncode(promql));
+      if (body.ok()) {
+        nlohmann::json reply = nlohmann::json::parse(*body, nullptr, /*allow_exceptions=*/false);
+        if (reply.is_discarded() || reply.value("status", "") != "success") {
+          return absl::InternalError(absl::StrCat("query ", promql, ": ", *body));
+        }
+        const nlohmann::json& result = reply["data"]["result"];
+        if (!result.empty()) return result;
+      } else {
+        last = body.status();
+      }
+      absl::SleepFor(absl::Milliseconds(250));
+    }
+    std::ifstream log(dir_ + "/prometheus.log");
+    std::string tail((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    if (tail.size() > 2000) tail = tail.substr(tail.size() - 2000);
+    return absl::DeadlineExceededError(absl::StrCat("query ", promql, " found nothing in ",
+                                                    absl::FormatDuration(kScrapeTimeout), " (",
+                                                    last.ToString(), "); prometheus.log: ", tail));
+  }
+
+  static double Value(const nlohmann::json& series) {
+    double value = 0;
+    EXPECT_TRUE(absl::SimpleAtod(series["value"][1].get<std::string>(), &value)) << series;
+    return value;
+  }
+
+  std::string dir_;
+  std::unique_ptr<Child> server_;
+  std::unique_ptr<Child> prometheus_;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+  int prometheus_port_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<gan::v1::TrainingService::Stub> stub_;
+};
+
+TEST_F(ServerMetricsTest, PrometheusScrapesJobLossesAndRpcCounts) {
+  // A job long enough to be scraped while it runs; it is cancelled once Prometheus has its loss.
+  gan::v1::SubmitJobRequest submit;
+  submit.mutable_spec()->set_preset("seed-dcgan");
+  submit.mutable_spec()->set_dataset("synthetic");
+  submit.mutable_spec()->set_batch_size(8);
+  submit.mutable_spec()->set_steps(1'000'000);
+  gan::v1::Job job;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    grpc::Status status = stub_->SubmitJob(&context, submit, &job);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  {  // A failing call, counted under its status name.
+    grpc::ClientContext context;
+    gan::v1::GetJobRequest get;
+    gan::v1::Job unused;
+    EXPECT_EQ(stub_->GetJob(&context, get, &unused).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+
+  absl::StatusOr<nlohmann::json> losses = QueryUntilFound(
+      absl::StrCat("last_over_time(gan_job_d_loss{job_id=\"", job.job_id(), "\"}[5m])"));
+  ASSERT_TRUE(losses.ok()) << losses.status();
+  ASSERT_EQ(losses->size(), 1u) << *losses;
+  EXPECT_EQ((*losses)[0]["metric"]["job_id"], job.job_id());
+  const double d_loss = Value((*losses)[0]);
+  EXPECT_GT(d_loss, 0.0);  // BCE of a live discriminator
+  EXPECT_LT(d_loss, 10.0);
+
+  absl::StatusOr<nlohmann::json> steps = QueryUntilFound("gan_train_steps_total > 0");
+  ASSERT_TRUE(steps.ok()) << steps.status();
+
+  absl::StatusOr<nlohmann::json> submitted = QueryUntilFound(
+      "grpc_server_handled_total{grpc_service=\"gan.v1.TrainingService\","
+      "grpc_method=\"SubmitJob\",grpc_type=\"unary\",grpc_code=\"OK\"}");
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  EXPECT_EQ(Value((*submitted)[0]), 1.0);
+  absl::StatusOr<nlohmann::json> rejected = QueryUntilFound(
+      "grpc_server_handled_total{grpc_method=\"GetJob\",grpc_code=\"INVALID_ARGUMENT\"}");
+  ASSERT_TRUE(rejected.ok()) << rejected.status();
+  EXPECT_EQ(Value((*rejected)[0]), 1.0);
+  absl::StatusOr<nlohmann::json> running = QueryUntilFound("gan_jobs{state=\"running\"} == 1");
+  ASSERT_TRUE(running.ok()) << running.status();
+  absl::StatusOr<nlohmann::json> process = QueryUntilFound("process_resident_memory_bytes > 0");
+  ASSERT_TRUE(process.ok()) << process.status();
+
+  // Cancelled: the job's series leave the exposition, and it counts as cancelled.
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(40));
+    gan::v1::CancelJobRequest cancel;
+    cancel.set_job_id(job.job_id());
+    grpc::Status status = stub_->CancelJob(&context, cancel, &job);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(job.state(), gan::v1::JOB_STATE_CANCELLED);
+  }
+  absl::StatusOr<std::string> exposition = HttpGet(metrics_port_, "/metrics");
+  ASSERT_TRUE(exposition.ok()) << exposition.status();
+  EXPECT_FALSE(absl::StrContains(*exposition, job.job_id())) << *exposition;
+  EXPECT_THAT(*exposition, HasSubstr("gan_jobs{state=\"cancelled\"} 1\n"));
+  EXPECT_THAT(*exposition, HasSubstr("gan_jobs{state=\"running\"} 0\n"));
+  EXPECT_THAT(*exposition, HasSubstr("grpc_server_handling_seconds_bucket{grpc_method="
+                                     "\"CancelJob\",grpc_service=\"gan.v1.TrainingService\","
+                                     "grpc_type=\"unary\",le=\"+Inf\"} 1\n"));
+  EXPECT_THAT(*exposition, HasSubstr("process_open_fds "));
+
+  // The exposition lints clean.
+  if (::access(kPromtool, X_OK) == 0) {
+    const std::string text_path = dir_ + "/metrics.txt";
+    std::ofstream(text_path) << *exposition;
+    const std::string command = absl::StrCat(kPromtool, " check metrics < ", text_path, " > ",
+                                             dir_, "/promtool.txt 2>&1");
+    const int status = std::system(command.c_str());
+    std::ifstream report(dir_ + "/promtool.txt");
+    std::string output((std::istreambuf_iterator<char>(report)), std::istreambuf_iterator<char>());
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+  }
+}
+
+}  // namespace
