@@ -12,9 +12,10 @@ packages=(
   nlohmann-json3-dev libcli11-dev prometheus-cpp-dev
   prometheus
   dataset-fashion-mnist
+  python3 python3-grpcio python3-protobuf python3-numpy python3-matplotlib
 )
 if [[ "${1:-}" == "--with-torch" ]]; then
-  packages+=(python3 python3-numpy python3-torch libopenblas0-openmp)
+  packages+=(python3-torch libopenblas0-openmp)
 fi
 missing=()
 for p in "${packages[@]}"; do
