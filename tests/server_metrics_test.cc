@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -434,6 +435,58 @@ TEST_F(ServerMetricsTest, PrometheusScrapesJobLossesAndRpcCounts) {
     std::ifstream report(dir_ + "/promtool.txt");
     std::string output((std::istreambuf_iterator<char>(report)), std::istreambuf_iterator<char>());
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+  }
+
+  // The alert rules lint clean.
+  const std::string repo = ::gan::testing::TestDataPath("../..");
+  if (::access(kPromtool, X_OK) == 0) {
+    const std::string command = absl::StrCat(kPromtool, " check rules ", repo,
+                                             "/deploy/prometheus/alerts.yml > ", dir_,
+                                             "/rules.txt 2>&1");
+    const int status = std::system(command.c_str());
+    std::ifstream report(dir_ + "/rules.txt");
+    std::string output((std::istreambuf_iterator<char>(report)), std::istreambuf_iterator<char>());
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+  }
+
+  // Every PromQL expression of the Grafana dashboard, with Grafana's variables substituted,
+  // evaluates without error against this Prometheus.
+  std::ifstream dashboard_file(repo + "/deploy/grafana/dashboards/gan.json");
+  const nlohmann::json dashboard =
+      nlohmann::json::parse(dashboard_file, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(dashboard.is_discarded()) << "deploy/grafana/dashboards/gan.json is not JSON";
+  std::vector<std::string> expressions;
+  std::function<void(const nlohmann::json&)> collect = [&](const nlohmann::json& node) {
+    if (node.is_object()) {
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        if (it.key() == "expr" && it.value().is_string()) {
+          expressions.push_back(it.value().get<std::string>());
+        } else {
+          collect(it.value());
+        }
+      }
+    } else if (node.is_array()) {
+      for (const nlohmann::json& child : node) collect(child);
+    }
+  };
+  collect(dashboard["panels"]);
+  ASSERT_GE(expressions.size(), 6u);
+  for (std::string expr : expressions) {
+    for (const auto& [variable, value] :
+         std::vector<std::pair<std::string, std::string>>{{"$__rate_interval", "1m"},
+                                                          {"$__range", "5m"},
+                                                          {"$__interval", "15s"},
+                                                          {"$instance", ".*"}}) {
+      for (size_t at; (at = expr.find(variable)) != std::string::npos;) {
+        expr.replace(at, variable.size(), value);
+      }
+    }
+    absl::StatusOr<std::string> body =
+        HttpGet(prometheus_port_, "/api/v1/query?query=" + UrlEncode(expr));
+    ASSERT_TRUE(body.ok()) << body.status();
+    const nlohmann::json reply = nlohmann::json::parse(*body, nullptr, false);
+    EXPECT_TRUE(!reply.is_discarded() && reply.value("status", "") == "success")
+        << expr << " -> " << *body;
   }
 }
 
