@@ -27,9 +27,9 @@
 #include "core/init.h"
 #include "core/safetensors.h"
 #include "gmock/gmock.h"
-#include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "tests/small_gan_spec.h"
 #include "tests/test_util.h"
 
 namespace gan {
@@ -49,59 +49,9 @@ constexpr uint64_t kSeed = 11;
 // -> ConvT -> (3,8,8)
 // -> Conv -> (1,8,8). Discriminator: (1,8,8) -> Conv s2 -> (4,4,4) -> Flatten
 // 64 -> Dense 1.
-constexpr char kSmallSpec[] = R"pb(
-  generator {
-    layers { dense { units: 64 } }                                # 0
-    layers { batch_norm { epsilon: 0.001 momentum: 0.01 } }       # 1
-    layers { activation { function: ACTIVATION_FUNCTION_RELU } }  # 2
-    layers { reshape { channels: 4 height: 4 width: 4 } }         # 3
-    layers { up_sampling2d { size: 2 } }                          # 4
-    layers {
-      conv2d_transpose {
-        filters: 3
-        kernel_size: 3
-        stride: 1
-        padding: PADDING_SAME
-      }
-    }                                                                      # 5
-    layers { batch_norm {} }                                               # 6
-    layers { activation { function: ACTIVATION_FUNCTION_RELU } }           # 7
-    layers { conv2d { filters: 1 kernel_size: 3 padding: PADDING_SAME } }  # 8
-    layers { activation { function: ACTIVATION_FUNCTION_TANH } }           # 9
-  }
-  discriminator {
-    layers {
-      conv2d { filters: 4 kernel_size: 3 stride: 2 padding: PADDING_SAME }
-    }  # 0
-    layers {
-      activation { function: ACTIVATION_FUNCTION_LEAKY_RELU alpha: 0.2 }
-    }                                                                # 1
-    layers { dropout { rate: 0.3 } }                                 # 2
-    layers { flatten {} }                                            # 3
-    layers { dense { units: 1 } }                                    # 4
-    layers { activation { function: ACTIVATION_FUNCTION_SIGMOID } }  # 5
-  }
-  generator_optimizer {
-    learning_rate: 0.001
-    beta1: 0.5
-    beta2: 0.999
-    epsilon: 1e-7
-  }
-  discriminator_optimizer {
-    learning_rate: 0.0005
-    beta1: 0.5
-    beta2: 0.999
-    epsilon: 1e-7
-  }
-  noise { distribution: NOISE_DISTRIBUTION_UNIFORM dim: 8 }
-  image_shape { height: 8 width: 8 channels: 1 }
-  batch_size: 4
-)pb";
-
 gan::v1::GanSpec SmallSpec() {
-  gan::v1::GanSpec spec;
-  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(kSmallSpec, &spec));
-  return spec;
+  return gan::testing::SmallConvGanSpec(gan::testing::SmallConvLayer5::kConv2DTranspose,
+                                        gan::v1::NOISE_DISTRIBUTION_UNIFORM);
 }
 
 // A trainer with Glorot-initialised weights (seeded by init_seed), after

@@ -28,8 +28,8 @@
 #include "core/sampler.h"
 #include "core/scorer.h"
 #include "gmock/gmock.h"
-#include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
+#include "tests/small_gan_spec.h"
 #include "tests/test_util.h"
 
 namespace gan::server {
@@ -71,11 +71,7 @@ constexpr char kSmallSpec[] = R"pb(
   batch_size: 4
 )pb";
 
-gan::v1::GanSpec SmallSpec() {
-  gan::v1::GanSpec spec;
-  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(kSmallSpec, &spec));
-  return spec;
-}
+gan::v1::GanSpec SmallSpec() { return gan::testing::ParseGanSpec(kSmallSpec); }
 
 // Runs `steps` more iterations on synthetic images.
 void Train(GanTrainer& trainer, int steps) {

@@ -6,12 +6,9 @@
 // survives the server being killed and restarted on the same port.
 //
 // Jobs are tiny (seed-dcgan, batch 8, synthetic data, a few steps) because the CPU is shared.
-// The server process handling is a minimal copy of the fixture in server_test.cc.
+// Processes are spawned and stopped with tests/child_process.h.
 
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,15 +37,20 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/child_process.h"
 #include "tests/test_util.h"
-
-extern char** environ;
 
 namespace gan {
 namespace {
 
+using ::gan::testing::BinaryNextToTests;
+using ::gan::testing::ChildOptions;
+using ::gan::testing::ChildProcess;
+using ::gan::testing::GanServer;
 using ::gan::testing::IsOk;
 using ::gan::testing::MakeTempDir;
+using ::gan::testing::StartGanServer;
+using ::gan::testing::WaitStatusString;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::StartsWith;
@@ -57,202 +59,23 @@ constexpr absl::Duration kStartTimeout = absl::Seconds(30);
 constexpr absl::Duration kCommandTimeout = absl::Seconds(60);
 constexpr absl::Duration kJobTimeout = absl::Seconds(180);
 
-std::string BinaryNextToTests(const std::string& name) {
-  std::error_code error;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
-  return (self.parent_path() / ".." / "bin" / name).lexically_normal().string();
-}
-
-// build/tests/server_ganctl_test -> build/bin/ganctl and build/bin/gan-server.
+// build/tests/server_ganctl_test -> build/bin/ganctl.
 std::string GanctlBinary() { return BinaryNextToTests("ganctl"); }
-std::string ServerBinary() { return BinaryNextToTests("gan-server"); }
 
-std::string WaitStatusString(int status) {
-  if (WIFEXITED(status)) return absl::StrCat("exit code ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status));
-  return absl::StrCat("wait status ", status);
+ChildOptions PipedOptions(const std::string& cwd = "") {
+  ChildOptions options;
+  options.capture_stderr = true;
+  options.null_stdin = true;
+  options.cwd = cwd;
+  options.check_executable = true;
+  return options;
 }
 
 // A child process with stdout and stderr on pipes (so neither is a tty), optionally run in `cwd`.
-class Child {
- public:
-  static absl::StatusOr<std::unique_ptr<Child>> Spawn(const std::vector<std::string>& args,
-                                                      const std::string& cwd = "") {
-    if (::access(args[0].c_str(), X_OK) != 0) {
-      return absl::NotFoundError(absl::StrCat("no executable at ", args[0]));
-    }
-    std::vector<std::string> copy = args;
-    std::vector<char*> argv;
-    for (std::string& arg : copy) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-
-    int out[2], err[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) return absl::ErrnoToStatus(errno, "pipe2");
-    if (::pipe2(err, O_CLOEXEC) != 0) {
-      ::close(out[0]);
-      ::close(out[1]);
-      return absl::ErrnoToStatus(errno, "pipe2");
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigaddset(&defaults, SIGTERM);
-    sigaddset(&defaults, SIGINT);
-    posix_spawnattr_setsigmask(&attributes, &none);
-    posix_spawnattr_setsigdefault(&attributes, &defaults);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    pid_t pid = -1;
-    const int error =
-        posix_spawn(&pid, copy[0].c_str(), &actions, &attributes, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attributes);
-    ::close(out[1]);
-    ::close(err[1]);
-    if (error != 0) {
-      ::close(out[0]);
-      ::close(err[0]);
-      return absl::ErrnoToStatus(error, absl::StrCat("posix_spawn ", copy[0]));
-    }
-    return std::unique_ptr<Child>(new Child(pid, out[0], err[0]));
-  }
-
-  ~Child() {
-    Kill();
-    if (out_fd_ >= 0) ::close(out_fd_);
-    if (err_fd_ >= 0) ::close(err_fd_);
-  }
-
-  pid_t pid() const { return pid_; }
-  bool running() const { return pid_ > 0; }
-  const std::string& out() const { return out_; }
-  const std::string& err() const { return err_; }
-
-  // Reads whatever the child writes for up to `timeout` (returns early once something arrived
-  // or both pipes are closed). Returns false once both pipes are at EOF.
-  bool Pump(absl::Duration timeout) {
-    pollfd fds[2];
-    int n = 0;
-    if (out_fd_ >= 0) fds[n++] = {out_fd_, POLLIN, 0};
-    if (err_fd_ >= 0) fds[n++] = {err_fd_, POLLIN, 0};
-    if (n == 0) return false;
-    const int ready = ::poll(fds, n, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
-    if (ready <= 0) return true;
-    for (int i = 0; i < n; ++i) {
-      if (fds[i].revents == 0) continue;
-      const bool is_out = fds[i].fd == out_fd_;
-      char chunk[4096];
-      const ssize_t got = ::read(fds[i].fd, chunk, sizeof(chunk));
-      if (got > 0) {
-        (is_out ? out_ : err_).append(chunk, got);
-      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-        ::close(fds[i].fd);
-        (is_out ? out_fd_ : err_fd_) = -1;
-      }
-    }
-    return out_fd_ >= 0 || err_fd_ >= 0;
-  }
-
-  // Collects all output and the exit; SIGKILLs the child at `deadline`. Returns the wait status.
-  absl::StatusOr<int> Wait(absl::Time deadline) {
-    while (absl::Now() < deadline && Pump(deadline - absl::Now())) {
-    }
-    while (pid_ > 0) {
-      int status = 0;
-      const pid_t done = ::waitpid(pid_, &status, WNOHANG);
-      if (done == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      if (done < 0 && errno != EINTR) return absl::ErrnoToStatus(errno, "waitpid");
-      if (absl::Now() > deadline) {
-        Kill();
-        return absl::DeadlineExceededError("the process did not exit in time (killed)");
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return absl::FailedPreconditionError("already reaped");
-  }
-
-  void Signal(int signal) {
-    if (pid_ > 0) ::kill(pid_, signal);
-  }
-
-  void Kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    pid_ = -1;
-  }
-
- private:
-  Child(pid_t pid, int out_fd, int err_fd) : pid_(pid), out_fd_(out_fd), err_fd_(err_fd) {}
-
-  pid_t pid_;
-  int out_fd_, err_fd_;
-  std::string out_, err_;
-};
-
-// One gan-server: its stdout/stderr on pipes, ready once it printed its "listening" line.
-class Server {
- public:
-  static absl::StatusOr<std::unique_ptr<Server>> Start(const std::string& data_dir,
-                                                       const std::string& listen) {
-    absl::StatusOr<std::unique_ptr<Child>> child = Child::Spawn(
-        {ServerBinary(), "--listen", listen, "--data_dir", data_dir, "--default_dataset",
-         "synthetic", "--threads_per_job", "1", "--checkpoint_every", "2"});
-    if (!child.ok()) return child.status();
-    std::unique_ptr<Server> server(new Server(*std::move(child)));
-    const absl::Time deadline = absl::Now() + kStartTimeout;
-    // "gan-server listening on 127.0.0.1:0 (port 41235), data in /tmp/..."
-    while (server->child_->out().find('\n') == std::string::npos) {
-      if (absl::Now() > deadline) {
-        return absl::DeadlineExceededError("gan-server printed no 'listening' line in time");
-      }
-      if (!server->child_->Pump(absl::Milliseconds(200))) {
-        return absl::InternalError(absl::StrCat("gan-server exited before listening; stderr: ",
-                                                server->child_->err()));
-      }
-    }
-    const std::string& out = server->child_->out();
-    const std::string line = out.substr(0, out.find('\n'));
-    const size_t at = line.find("(port ");
-    const size_t end = at == std::string::npos ? at : line.find(')', at);
-    if (!absl::StartsWith(line, "gan-server listening on ") || end == std::string::npos ||
-        !absl::SimpleAtoi(line.substr(at + 6, end - at - 6), &server->port_) ||
-        server->port_ <= 0) {
-      return absl::InternalError(absl::StrCat("unexpected first line: '", line, "'"));
-    }
-    return server;
-  }
-
-  int port() const { return port_; }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
-  bool running() const { return child_->running(); }
-
-  // SIGTERM and wait (SIGKILL after `timeout`); returns the wait status.
-  absl::StatusOr<int> Terminate(absl::Duration timeout) {
-    child_->Signal(SIGTERM);
-    return child_->Wait(absl::Now() + timeout);
-  }
-  void Kill() { child_->Kill(); }
-  std::string err() const { return child_->err(); }
-
- private:
-  explicit Server(std::unique_ptr<Child> child) : child_(std::move(child)) {}
-  std::unique_ptr<Child> child_;
-  int port_ = 0;
-};
+absl::StatusOr<std::unique_ptr<ChildProcess>> Spawn(const std::vector<std::string>& args,
+                                                    const std::string& cwd = "") {
+  return ChildProcess::Start(args, PipedOptions(cwd));
+}
 
 struct Outcome {
   int exit_code = -1;  // -1: did not exit normally (see `how`)
@@ -270,7 +93,7 @@ Outcome RunProcess(const std::vector<std::string>& args, const std::string& cwd,
                absl::Duration timeout) {
   Outcome run;
   const absl::Time start = absl::Now();
-  absl::StatusOr<std::unique_ptr<Child>> child = Child::Spawn(args, cwd);
+  absl::StatusOr<std::unique_ptr<ChildProcess>> child = Spawn(args, cwd);
   if (!child.ok()) {
     run.how = child.status().ToString();
     return run;
@@ -358,15 +181,20 @@ class GanctlTest : public ::testing::Test {
   }
 
   absl::Status StartServer(const std::string& listen = "127.0.0.1:0") {
-    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(data_dir_, listen);
+    // One gan-server: its stdout/stderr on pipes, ready once it printed its "listening" line.
+    absl::StatusOr<GanServer> server = StartGanServer(
+        {{"--listen", listen}, {"--data_dir", data_dir_}}, kStartTimeout, PipedOptions());
     if (!server.ok()) return server.status();
-    server_ = *std::move(server);
+    server_ = std::move(server->process);
+    server_port_ = server->port;
     return absl::OkStatus();
   }
 
+  std::string ServerAddress() const { return absl::StrCat("127.0.0.1:", server_port_); }
+
   // ganctl --server <this test's server> ARGS..., run in work_dir_.
   Outcome Ganctl(const std::vector<std::string>& args, absl::Duration timeout = kCommandTimeout) {
-    std::vector<std::string> all = {GanctlBinary(), "--server", server_->address()};
+    std::vector<std::string> all = {GanctlBinary(), "--server", ServerAddress()};
     all.insert(all.end(), args.begin(), args.end());
     return RunProcess(all, work_dir_, timeout);
   }
@@ -382,7 +210,8 @@ class GanctlTest : public ::testing::Test {
   }
 
   std::string data_dir_, work_dir_;
-  std::unique_ptr<Server> server_;
+  std::unique_ptr<ChildProcess> server_;
+  int server_port_ = 0;
 };
 
 // --- health, submit, watch -------------------------------------------------------------------
@@ -601,16 +430,16 @@ TEST_F(GanctlTest, BadUsageExitsTwo) {
 // again; the client resumes after the last step it printed, so every step is printed once.
 TEST_F(GanctlTest, WatchSurvivesAServerKillAndPrintsEveryStepOnce) {
   ASSERT_THAT(StartServer(), IsOk());
-  const int port = server_->port();
+  const int port = server_port_;
   constexpr int kSteps = 12;
   const Outcome submit = Ganctl(SubmitArgs(kSteps));
   ASSERT_EQ(submit.exit_code, 0) << Describe(submit);
   const std::string id = Lines(submit.out).front();
 
-  absl::StatusOr<std::unique_ptr<Child>> spawned =
-      Child::Spawn({GanctlBinary(), "--server", server_->address(), "watch", id}, work_dir_);
+  absl::StatusOr<std::unique_ptr<ChildProcess>> spawned =
+      Spawn({GanctlBinary(), "--server", ServerAddress(), "watch", id}, work_dir_);
   ASSERT_THAT(spawned.status(), IsOk());
-  std::unique_ptr<Child> watch = *std::move(spawned);
+  std::unique_ptr<ChildProcess> watch = *std::move(spawned);
 
   const absl::Time start = absl::Now();
   while (StepsPrinted(watch->out()).size() < 3 && absl::Now() < start + kJobTimeout) {
@@ -626,7 +455,7 @@ TEST_F(GanctlTest, WatchSurvivesAServerKillAndPrintsEveryStepOnce) {
   // Same data directory, same port.
   server_.reset();
   ASSERT_THAT(StartServer(absl::StrCat("127.0.0.1:", port)), IsOk());
-  ASSERT_EQ(server_->port(), port);
+  ASSERT_EQ(server_port_, port);
   const absl::Duration restart = absl::Now() - killed;
 
   absl::StatusOr<int> status = watch->Wait(absl::Now() + kJobTimeout);

@@ -8,11 +8,8 @@
 // Skipped only when /usr/bin/prometheus is missing (scripts/setup.sh installs it).
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,9 +38,8 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/child_process.h"
 #include "tests/test_util.h"
-
-extern char** environ;
 
 namespace {
 
@@ -53,13 +49,6 @@ constexpr char kPrometheus[] = "/usr/bin/prometheus";
 constexpr char kPromtool[] = "/usr/bin/promtool";
 constexpr absl::Duration kStartTimeout = absl::Seconds(30);
 constexpr absl::Duration kScrapeTimeout = absl::Seconds(30);
-
-// build/tests/server_metrics_test -> build/bin/gan-server.
-std::string ServerBinary() {
-  std::error_code error;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
-  return (self.parent_path() / ".." / "bin" / "gan-server").lexically_normal().string();
-}
 
 // A loopback port free right now (bound to port 0, then closed).
 absl::StatusOr<int> FreePort() {
@@ -142,106 +131,6 @@ std::string UrlEncode(const std::string& text) {
   return out;
 }
 
-// A child process with stdout (and stderr, when `log` is set) redirected; SIGKILLed and reaped
-// by the destructor if still running.
-class Child {
- public:
-  static absl::StatusOr<std::unique_ptr<Child>> Spawn(std::vector<std::string> args,
-                                                      const std::string& log) {
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) return absl::ErrnoToStatus(errno, "pipe2");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    if (log.empty()) {
-      posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);  // stderr inherited
-    } else {
-      posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
-                                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-    }
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigaddset(&defaults, SIGTERM);
-    sigaddset(&defaults, SIGINT);
-    posix_spawnattr_setsigmask(&attributes, &none);
-    posix_spawnattr_setsigdefault(&attributes, &defaults);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    pid_t pid = -1;
-    const int error =
-        posix_spawn(&pid, argv[0], &actions, &attributes, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attributes);
-    ::close(fds[1]);
-    if (error != 0) {
-      ::close(fds[0]);
-      return absl::ErrnoToStatus(error, absl::StrCat("posix_spawn ", argv[0]));
-    }
-    return std::unique_ptr<Child>(new Child(pid, fds[0]));
-  }
-
-  ~Child() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
-    ::close(stdout_fd_);
-  }
-
-  // SIGTERM and reap (SIGKILL after `timeout`).
-  void Terminate(absl::Duration timeout) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    const absl::Time deadline = absl::Now() + timeout;
-    int status = 0;
-    while (::waitpid(pid_, &status, WNOHANG) == 0 && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    if (::waitpid(pid_, &status, WNOHANG) == 0) ::kill(pid_, SIGKILL);
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    pid_ = -1;
-  }
-
-  // The next line of stdout (when it is a pipe).
-  absl::StatusOr<std::string> ReadLine(absl::Time deadline) {
-    while (true) {
-      const size_t newline = buffered_.find('\n');
-      if (newline != std::string::npos) {
-        std::string line = buffered_.substr(0, newline);
-        buffered_.erase(0, newline + 1);
-        return line;
-      }
-      const int64_t wait_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
-      if (wait_ms <= 0) return absl::DeadlineExceededError("no line in time");
-      pollfd fd = {stdout_fd_, POLLIN, 0};
-      const int ready = ::poll(&fd, 1, static_cast<int>(wait_ms));
-      if (ready < 0 && errno != EINTR) return absl::ErrnoToStatus(errno, "poll");
-      if (ready <= 0) continue;
-      char chunk[4096];
-      const ssize_t n = ::read(stdout_fd_, chunk, sizeof(chunk));
-      if (n < 0 && errno != EINTR) return absl::ErrnoToStatus(errno, "read");
-      if (n == 0) return absl::InternalError(absl::StrCat("exited; stdout: '", buffered_, "'"));
-      if (n > 0) buffered_.append(chunk, static_cast<size_t>(n));
-    }
-  }
-
- private:
-  Child(pid_t pid, int stdout_fd) : pid_(pid), stdout_fd_(stdout_fd) {}
-
-  pid_t pid_;
-  int stdout_fd_;
-  std::string buffered_;
-};
-
 // The number in "... (<key> 1234) ..." of `line`, or 0.
 int PortIn(const std::string& line, const std::string& key) {
   const size_t at = line.find(absl::StrCat("(", key, " "));
@@ -263,21 +152,22 @@ class ServerMetricsTest : public ::testing::Test {
     }
     dir_ = gan::testing::MakeTempDir("server_metrics_test");
 
-    auto server = Child::Spawn(
-        {ServerBinary(), "--listen", "127.0.0.1:0", "--metrics_listen", "127.0.0.1:0",
-         "--data_dir", dir_ + "/data", "--default_dataset", "synthetic", "--threads_per_job", "1",
-         "--checkpoint_every", "1000000"},
-        "");
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
     const absl::Time deadline = absl::Now() + kStartTimeout;
     // "gan-server listening on 127.0.0.1:0 (port 41235), data in ..."
-    absl::StatusOr<std::string> line = server_->ReadLine(deadline);
-    ASSERT_TRUE(line.ok()) << line.status();
-    grpc_port_ = PortIn(*line, "port");
-    ASSERT_GT(grpc_port_, 0) << *line;
+    absl::StatusOr<gan::testing::GanServer> server = gan::testing::StartGanServer(
+        {{"--listen", "127.0.0.1:0"},
+         {"--metrics_listen", "127.0.0.1:0"},
+         {"--data_dir", dir_ + "/data"},
+         {"--default_dataset", "synthetic"},
+         {"--threads_per_job", "1"},
+         {"--checkpoint_every", "1000000"}},
+        kStartTimeout);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(server->process);
+    grpc_port_ = server->port;
+    ASSERT_GT(grpc_port_, 0);
     // "gan-server metrics on http://127.0.0.1:0/metrics (metrics port 9464)"
-    line = server_->ReadLine(deadline);
+    absl::StatusOr<std::string> line = server_->ReadLine(deadline);
     ASSERT_TRUE(line.ok()) << line.status();
     metrics_port_ = PortIn(*line, "metrics port");
     ASSERT_GT(metrics_port_, 0) << *line;
@@ -295,11 +185,13 @@ class ServerMetricsTest : public ::testing::Test {
              << "    static_configs:\n"
              << "      - targets: ['127.0.0.1:" << metrics_port_ << "']\n";
     }
-    auto prometheus = Child::Spawn(
+    gan::testing::ChildOptions log_options;
+    log_options.log_file = dir_ + "/prometheus.log";
+    auto prometheus = gan::testing::ChildProcess::Start(
         {kPrometheus, "--config.file=" + dir_ + "/prometheus.yml",
          "--storage.tsdb.path=" + dir_ + "/tsdb",
          absl::StrCat("--web.listen-address=127.0.0.1:", prometheus_port_)},
-        dir_ + "/prometheus.log");
+        log_options);
     ASSERT_TRUE(prometheus.ok()) << prometheus.status();
     prometheus_ = std::move(*prometheus);
 
@@ -309,8 +201,8 @@ class ServerMetricsTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (prometheus_ != nullptr) prometheus_->Terminate(absl::Seconds(5));
-    if (server_ != nullptr) server_->Terminate(absl::Seconds(10));
+    if (prometheus_ != nullptr) prometheus_->Terminate(absl::Seconds(5)).IgnoreError();
+    if (server_ != nullptr) server_->Terminate(absl::Seconds(10)).IgnoreError();
   }
 
   // Runs an instant PromQL query until it returns at least one series (Prometheus may not be up
@@ -348,8 +240,8 @@ class ServerMetricsTest : public ::testing::Test {
   }
 
   std::string dir_;
-  std::unique_ptr<Child> server_;
-  std::unique_ptr<Child> prometheus_;
+  std::unique_ptr<gan::testing::ChildProcess> server_;
+  std::unique_ptr<gan::testing::ChildProcess> prometheus_;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
   int prometheus_port_ = 0;

@@ -6,10 +6,7 @@
 // Training jobs are tiny (a few steps of "seed-dcgan" at batch 8, or an MLP GAN) because the CPU
 // is shared; "long" jobs run a tiny network for many steps and are always cancelled.
 
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,16 +46,20 @@
 #include "core/presets.h"
 #include "core/safetensors.h"
 #include "server/job_store.h"
+#include "tests/child_process.h"
 #include "tests/test_util.h"
 
-extern char** environ;
 
 namespace gan::server {
 namespace {
 
+using ::gan::testing::ChildProcess;
+using ::gan::testing::GanServer;
 using ::gan::testing::IsOk;
 using ::gan::testing::MakeTempDir;
+using ::gan::testing::StartGanServer;
 using ::gan::testing::StatusIs;
+using ::gan::testing::WaitStatusString;
 using ::testing::_;
 using ::testing::HasSubstr;
 
@@ -66,6 +67,9 @@ using gan::v1::Job;
 using gan::v1::JobSpec;
 using gan::v1::JobState;
 using gan::v1::MetricEvent;
+
+// gan-server flags (name -> value).
+using ServerFlags = std::map<std::string, std::string>;
 
 constexpr absl::Duration kRpcDeadline = absl::Seconds(20);
 constexpr absl::Duration kStartTimeout = absl::Seconds(30);
@@ -86,180 +90,6 @@ void SetDeadline(grpc::ClientContext* context, absl::Duration timeout = kRpcDead
 bool Ended(JobState state) {
   return state == gan::v1::JOB_STATE_SUCCEEDED || state == gan::v1::JOB_STATE_FAILED ||
          state == gan::v1::JOB_STATE_CANCELLED;
-}
-
-// build/tests/server_test -> build/bin/gan-server.
-std::string ServerBinary() {
-  std::error_code error;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
-  return (self.parent_path() / ".." / "bin" / "gan-server").lexically_normal().string();
-}
-
-// One gan-server process: spawned with its stdout on a pipe, ready once it printed its
-// "listening" line, killed (SIGKILL) and reaped by the destructor if still running.
-class ServerProcess {
- public:
-  using Flags = std::map<std::string, std::string>;
-
-  // Flags every test server gets (--listen 127.0.0.1:0, the synthetic dataset, a checkpoint every
-  // 2 steps, one OpenMP thread per job), overridden by `flags`.
-  static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(const std::string& data_dir,
-                                                              const Flags& flags) {
-    const std::string binary = ServerBinary();
-    if (::access(binary.c_str(), X_OK) != 0) {
-      return absl::NotFoundError(
-          absl::StrCat("no gan-server binary at ", binary, " (build the gan-server target)"));
-    }
-    Flags all = {{"--listen", "127.0.0.1:0"},
-                 {"--data_dir", data_dir},
-                 {"--default_dataset", "synthetic"},
-                 {"--checkpoint_every", "2"},
-                 {"--threads_per_job", "1"}};
-    for (const auto& [name, value] : flags) all[name] = value;
-    std::vector<std::string> args = {binary};
-    for (const auto& [name, value] : all) {
-      args.push_back(name);
-      args.push_back(value);
-    }
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) return absl::ErrnoToStatus(errno, "pipe2");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);  // stderr is inherited
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigaddset(&defaults, SIGTERM);
-    sigaddset(&defaults, SIGINT);
-    posix_spawnattr_setsigmask(&attributes, &none);
-    posix_spawnattr_setsigdefault(&attributes, &defaults);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    pid_t pid = -1;
-    const int error =
-        posix_spawn(&pid, binary.c_str(), &actions, &attributes, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attributes);
-    ::close(fds[1]);
-    if (error != 0) {
-      ::close(fds[0]);
-      return absl::ErrnoToStatus(error, absl::StrCat("posix_spawn ", binary));
-    }
-    std::unique_ptr<ServerProcess> server(new ServerProcess(pid, fds[0]));
-
-    absl::StatusOr<std::string> line = server->ReadLine(absl::Now() + kStartTimeout);
-    if (!line.ok()) return line.status();
-    // "gan-server listening on 127.0.0.1:0 (port 41235), data in /tmp/..."
-    const size_t at = line->find("(port ");
-    const size_t end = at == std::string::npos ? at : line->find(')', at);
-    if (!absl::StartsWith(*line, "gan-server listening on ") || end == std::string::npos ||
-        !absl::SimpleAtoi(line->substr(at + 6, end - at - 6), &server->port_) ||
-        server->port_ <= 0) {
-      return absl::InternalError(absl::StrCat("unexpected first line: '", *line, "'"));
-    }
-    return server;
-  }
-
-  ~ServerProcess() {
-    if (pid_ > 0) Kill();
-    if (stdout_fd_ >= 0) ::close(stdout_fd_);
-  }
-
-  bool running() const { return pid_ > 0; }
-  int port() const { return port_; }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
-
-  // SIGTERM, then waits up to `timeout` for the exit (SIGKILL after it). Returns the wait status.
-  absl::StatusOr<int> Terminate(absl::Duration timeout) {
-    if (pid_ <= 0) return absl::FailedPreconditionError("the server is not running");
-    ::kill(pid_, SIGTERM);
-    absl::StatusOr<int> status = WaitForExit(absl::Now() + timeout);
-    if (!status.ok()) Kill();
-    return status;
-  }
-
-  // SIGKILL (a crash: no checkpoint, no cleanup) and reap.
-  void Kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    pid_ = -1;
-  }
-
-  // What the process printed after its "listening" line, once it has exited.
-  std::string RemainingStdout() {
-    std::string out = std::move(buffered_);
-    buffered_.clear();
-    char chunk[4096];
-    ssize_t n;
-    while ((n = ::read(stdout_fd_, chunk, sizeof(chunk))) > 0) out.append(chunk, n);
-    return out;
-  }
-
- private:
-  ServerProcess(pid_t pid, int stdout_fd) : pid_(pid), stdout_fd_(stdout_fd) {}
-
-  absl::StatusOr<std::string> ReadLine(absl::Time deadline) {
-    while (true) {
-      const size_t newline = buffered_.find('\n');
-      if (newline != std::string::npos) {
-        std::string line = buffered_.substr(0, newline);
-        buffered_.erase(0, newline + 1);
-        return line;
-      }
-      const int64_t wait_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
-      if (wait_ms <= 0) {
-        return absl::DeadlineExceededError("gan-server printed no 'listening' line in time");
-      }
-      pollfd fd = {stdout_fd_, POLLIN, 0};
-      const int ready = ::poll(&fd, 1, static_cast<int>(wait_ms));
-      if (ready < 0 && errno != EINTR) return absl::ErrnoToStatus(errno, "poll");
-      if (ready <= 0) continue;
-      char chunk[4096];
-      const ssize_t n = ::read(stdout_fd_, chunk, sizeof(chunk));
-      if (n < 0 && errno != EINTR) return absl::ErrnoToStatus(errno, "read");
-      if (n == 0) {
-        return absl::InternalError(
-            absl::StrCat("gan-server exited before listening; stdout: '", buffered_, "'"));
-      }
-      if (n > 0) buffered_.append(chunk, n);
-    }
-  }
-
-  absl::StatusOr<int> WaitForExit(absl::Time deadline) {
-    while (true) {
-      int status = 0;
-      const pid_t done = ::waitpid(pid_, &status, WNOHANG);
-      if (done == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      if (done < 0 && errno != EINTR) return absl::ErrnoToStatus(errno, "waitpid");
-      if (absl::Now() > deadline) {
-        return absl::DeadlineExceededError("gan-server did not exit in time");
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-  }
-
-  pid_t pid_;
-  int stdout_fd_;
-  int port_ = 0;
-  std::string buffered_;
-};
-
-std::string WaitStatusString(int status) {
-  if (WIFEXITED(status)) return absl::StrCat("exit code ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return absl::StrCat("signal ", WTERMSIG(status));
-  return absl::StrCat("wait status ", status);
 }
 
 // "step 0, step 1, resumed 2, step 2, finished JOB_STATE_SUCCEEDED": streams compare as strings,
@@ -578,12 +408,16 @@ class ServerTest : public ::testing::Test {
     if (!HasFailure()) std::filesystem::remove_all(data_dir_, error);
   }
 
-  absl::Status StartServer(const ServerProcess::Flags& flags = {}) {
+  // Flags every test server gets (--listen 127.0.0.1:0, the synthetic dataset, a checkpoint every
+  // 2 steps, one OpenMP thread per job), overridden by `flags`.
+  absl::Status StartServer(const ServerFlags& flags = {}) {
     flags_ = flags;
-    absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(data_dir_, flags);
+    ServerFlags all = flags;
+    all.emplace("--data_dir", data_dir_);
+    absl::StatusOr<GanServer> server = StartGanServer(all, kStartTimeout);
     if (!server.ok()) return server.status();
-    server_ = *std::move(server);
-    client_ = std::make_unique<Client>(server_->address());
+    server_ = std::move(server->process);
+    client_ = std::make_unique<Client>(server->address());
     return absl::OkStatus();
   }
 
@@ -606,8 +440,8 @@ class ServerTest : public ::testing::Test {
   }
 
   std::string data_dir_;
-  ServerProcess::Flags flags_;
-  std::unique_ptr<ServerProcess> server_;
+  ServerFlags flags_;
+  std::unique_ptr<ChildProcess> server_;
   std::unique_ptr<Client> client_;
 };
 
