@@ -4,7 +4,7 @@
 //   ganctl submit --preset seed --steps 200 --dataset synthetic [--watch]   (prints the job id)
 //   ganctl get|cancel|watch JOB_ID
 //   ganctl list [--state running] [--page_size 20] [--page_token T]
-//   ganctl score JOB_ID FILE...        (PNG files or IDX image files)
+//   ganctl score JOB_ID FILE...        (PNG files, IDX image files or *.raw NHWC uint8 bytes)
 //   ganctl sample JOB_ID --count 64 --seed 1 --out samples.png
 //   ganctl health
 //
@@ -200,7 +200,8 @@ struct Images {
 };
 
 // Loads PNG (any size and colour: converted to grey by luminance, or to RGB, and resized to the
-// model's H x W with stb's resampler) or IDX image files (must already be H x W, one channel).
+// model's H x W with stb's resampler), raw files (*.raw: N x H x W x C uint8, N from the size)
+// or IDX image files (must already be H x W, one channel).
 bool LoadImages(const std::vector<std::string>& files, int h, int w, int c, Images* out,
                 std::string* error) {
   for (const std::string& file : files) {
@@ -220,6 +221,28 @@ bool LoadImages(const std::vector<std::string>& files, int h, int w, int c, Imag
       }
       out->names.push_back(file);
       out->pixels.insert(out->pixels.end(), resized.begin(), resized.end());
+      continue;
+    }
+    if (absl::EndsWith(file, ".raw")) {
+      std::FILE* f = std::fopen(file.c_str(), "rb");
+      if (f == nullptr) {
+        *error = absl::StrCat(file, ": cannot be read");
+        return false;
+      }
+      std::string bytes;
+      char buffer[65536];
+      for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), f)) > 0;) bytes.append(buffer, n);
+      std::fclose(f);
+      const size_t image = static_cast<size_t>(h) * w * c;
+      if (bytes.empty() || bytes.size() % image != 0) {
+        *error = absl::StrCat(file, ": ", bytes.size(), " bytes is not a whole number of ", h, "x",
+                              w, "x", c, " uint8 images");
+        return false;
+      }
+      for (size_t i = 0; i < bytes.size() / image; ++i) {
+        out->names.push_back(absl::StrCat(file, "[", i, "]"));
+      }
+      out->pixels.insert(out->pixels.end(), bytes.begin(), bytes.end());
       continue;
     }
     auto idx = gan::ReadIdxFile(file);
@@ -290,7 +313,8 @@ int main(int argc, char** argv) {
   int64_t checkpoint_step = 0;
   auto* score = app.add_subcommand("score", "score PNG or IDX images with a job's discriminator");
   score->add_option("job_id", job_id)->required();
-  score->add_option("files", files, "PNG or IDX image files")->required();
+  score->add_option("files", files, "PNG, IDX or .raw (N x H x W x C uint8) image files")
+      ->required();
   score->add_option("--checkpoint_step", checkpoint_step, "0: the latest");
   score->add_option("--height", height, "model image height")->capture_default_str();
   score->add_option("--width", width, "model image width")->capture_default_str();

@@ -373,6 +373,21 @@ TEST_F(GanctlTest, ScoresPngAndIdxFilesAndRefusesABadPng) {
   }
   // The PNG scores the same in a batch as alone.
   EXPECT_EQ(idx_lines[2], lines[0]);
+
+  // Raw NHWC bytes: the IDX file's pixels score the same; a partial image is refused.
+  WriteFile(work_dir_ + "/x.raw", idx.substr(16));
+  const Outcome scored_raw = Ganctl({"score", id, "x.raw"});
+  ASSERT_EQ(scored_raw.exit_code, 0) << Describe(scored_raw);
+  const std::vector<std::string> raw_lines = Lines(scored_raw.out);
+  ASSERT_EQ(raw_lines.size(), 2u) << Describe(scored_raw);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(raw_lines[i].substr(raw_lines[i].find('\t')),
+              idx_lines[i].substr(idx_lines[i].find('\t')));
+  }
+  WriteFile(work_dir_ + "/short.raw", idx.substr(16, 100));
+  const Outcome short_raw = Ganctl({"score", id, "short.raw"});
+  EXPECT_EQ(short_raw.exit_code, 4) << Describe(short_raw);
+  EXPECT_THAT(short_raw.err, StartsWith("ganctl: short.raw")) << Describe(short_raw);
 }
 
 TEST_F(GanctlTest, SampleWritesAPng) {
