@@ -139,29 +139,6 @@ void ExpectSameState(GanTrainer& layout, const TrainerState& actual,
   EXPECT_EQ(actual.step, expected.step);
 }
 
-bool SameBits(float a, float b) {
-  return std::memcmp(&a, &b, sizeof(float)) == 0;
-}
-
-void ExpectSameMetrics(const StepMetrics& a, const StepMetrics& b) {
-  EXPECT_EQ(a.step, b.step);
-  EXPECT_TRUE(SameBits(a.d_loss, b.d_loss)) << a.d_loss << " vs " << b.d_loss;
-  EXPECT_TRUE(SameBits(a.g_loss, b.g_loss)) << a.g_loss << " vs " << b.g_loss;
-  EXPECT_TRUE(SameBits(a.d_real, b.d_real)) << a.d_real << " vs " << b.d_real;
-  EXPECT_TRUE(SameBits(a.d_fake, b.d_fake)) << a.d_fake << " vs " << b.d_fake;
-  EXPECT_TRUE(SameBits(a.d_accuracy, b.d_accuracy))
-      << a.d_accuracy << " vs " << b.d_accuracy;
-  ASSERT_EQ(a.grad_norms.size(), b.grad_norms.size());
-  for (size_t i = 0; i < a.grad_norms.size(); ++i) {
-    EXPECT_EQ(a.grad_norms[i].layer, b.grad_norms[i].layer);
-    EXPECT_EQ(std::memcmp(&a.grad_norms[i].norm, &b.grad_norms[i].norm,
-                          sizeof(double)),
-              0)
-        << a.grad_norms[i].layer << ": " << a.grad_norms[i].norm << " vs "
-        << b.grad_norms[i].norm;
-  }
-}
-
 std::string ReadBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream s;
@@ -315,7 +292,7 @@ TEST(CheckpointTest, RoundTripRestoresEverythingAndTrainingContinuesBitForBit) {
   const StepMetrics a = original->Step(real, r1);
   const StepMetrics b = restored->Step(real, r2);
   EXPECT_EQ(a.step, 2);
-  ExpectSameMetrics(b, a);
+  ::gan::testing::ExpectBitwiseEqual(b, a);
   ExpectSameState(*original, Capture(*restored), Capture(*original));
 }
 

@@ -1,6 +1,7 @@
 #include "tests/test_util.h"
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include "gtest/gtest.h"
@@ -33,6 +34,31 @@ void ExpectAllClose(const std::string& what, const float* actual, const float* e
                           << " elements out of tolerance; largest difference " << max_diff
                           << " at [" << worst << "]: " << (n ? actual[worst] : 0) << " vs "
                           << (n ? expected[worst] : 0);
+}
+
+namespace {
+
+template <typename T>
+bool SameBits(T a, T b) {
+  return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+
+}  // namespace
+
+void ExpectBitwiseEqual(const ::gan::StepMetrics& a, const ::gan::StepMetrics& b) {
+  EXPECT_EQ(a.step, b.step);
+  EXPECT_TRUE(SameBits(a.d_loss, b.d_loss)) << a.d_loss << " vs " << b.d_loss;
+  EXPECT_TRUE(SameBits(a.g_loss, b.g_loss)) << a.g_loss << " vs " << b.g_loss;
+  EXPECT_TRUE(SameBits(a.d_real, b.d_real)) << a.d_real << " vs " << b.d_real;
+  EXPECT_TRUE(SameBits(a.d_fake, b.d_fake)) << a.d_fake << " vs " << b.d_fake;
+  EXPECT_TRUE(SameBits(a.d_accuracy, b.d_accuracy)) << a.d_accuracy << " vs " << b.d_accuracy;
+  ASSERT_EQ(a.grad_norms.size(), b.grad_norms.size());
+  for (size_t i = 0; i < a.grad_norms.size(); ++i) {
+    EXPECT_EQ(a.grad_norms[i].layer, b.grad_norms[i].layer);
+    EXPECT_TRUE(SameBits(a.grad_norms[i].norm, b.grad_norms[i].norm))
+        << a.grad_norms[i].layer << ": " << a.grad_norms[i].norm << " vs "
+        << b.grad_norms[i].norm;
+  }
 }
 
 }  // namespace gan::testing

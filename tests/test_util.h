@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/gan_trainer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -31,6 +32,9 @@ inline void ExpectAllClose(const std::string& what, const std::vector<float>& ac
   ExpectAllClose(what, actual.data(), expected.data(), std::min(actual.size(), expected.size()),
                  atol, rtol);
 }
+
+// Expects two steps' metrics to be equal bit for bit (determinism and resume checks).
+void ExpectBitwiseEqual(const ::gan::StepMetrics& actual, const ::gan::StepMetrics& expected);
 
 inline const absl::Status& GetStatus(const absl::Status& status) { return status; }
 template <typename T>
