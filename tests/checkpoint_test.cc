@@ -151,15 +151,6 @@ void WriteBytes(const std::string& path, const std::string& bytes) {
   out << bytes;
 }
 
-std::vector<std::string> DirectoryNames(const std::string& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    names.push_back(entry.path().filename().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 TEST(CheckpointTest, NamesLayoutsAndMetadataFollowTheConventions) {
   const gan::v1::GanSpec spec = SmallSpec();
   std::unique_ptr<GanTrainer> trainer = MakeTrainer(spec, 1, 2);
@@ -580,7 +571,7 @@ TEST(CheckpointAtomicTest, FailedOverwriteKeepsThePreviousCheckpoint) {
     SetAtomicWriteFaultForTesting(AtomicWriteStage::kNone);
 
     EXPECT_EQ(ReadBytes(path), old_bytes);
-    EXPECT_EQ(DirectoryNames(dir),
+    EXPECT_EQ(::gan::testing::DirectoryNames(dir),
               std::vector<std::string>{"latest.safetensors"})
         << "no temp file lingers";
     std::unique_ptr<GanTrainer> fresh = MakeTrainer(spec, 42, 0);
@@ -611,7 +602,7 @@ TEST(CheckpointAtomicTest,
   SetAtomicWriteFaultForTesting(AtomicWriteStage::kAfterRename);
   EXPECT_THAT(SaveCheckpoint(path, *later, {2, 0, kSeed}), Not(IsOk()));
   SetAtomicWriteFaultForTesting(AtomicWriteStage::kNone);
-  EXPECT_EQ(DirectoryNames(dir),
+  EXPECT_EQ(::gan::testing::DirectoryNames(dir),
             std::vector<std::string>{"latest.safetensors"});
   std::unique_ptr<GanTrainer> fresh = MakeTrainer(spec, 42, 0);
   ASSERT_NE(fresh, nullptr);

@@ -18,6 +18,9 @@ namespace gan::testing {
 // Directory of committed test data (tests/data).
 std::string TestDataPath(const std::string& relative);
 
+// File names in a directory, sorted.
+std::vector<std::string> DirectoryNames(const std::string& dir);
+
 // A fresh empty directory under the test's temporary directory.
 std::string MakeTempDir(const std::string& name);
 

@@ -138,15 +138,6 @@ void ExpectSameStep(const RecordedStep& actual, const RecordedStep& expected) {
   ::gan::testing::ExpectBitwiseEqual(a, b);
 }
 
-std::vector<std::string> DirectoryNames(const std::string& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    names.push_back(entry.path().filename().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 TEST(TrainingRunTest, SameSpecSeedAndThreadsGiveTheSameLosses) {
   RunResult first, second, other_seed;
   RunAndRecord(SmallOptions(6), SmallDataset(), &first);
@@ -301,7 +292,7 @@ TEST(TrainingRunTest, KeepCheckpointsKeepsOnlyTheNewest) {
     for (int64_t step : kept)
       files.push_back(absl::StrCat("step-", step, ".safetensors"));
     std::sort(files.begin(), files.end());
-    EXPECT_EQ(DirectoryNames(options.checkpoint_dir), files)
+    EXPECT_EQ(::gan::testing::DirectoryNames(options.checkpoint_dir), files)
         << "nothing else, no temp files";
   }
 }
