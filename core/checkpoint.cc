@@ -5,7 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "core/status_macros.h"
+#include "io/status_macros.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace gan {

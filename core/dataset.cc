@@ -11,9 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "core/idx_reader.h"
+#include "io/idx_reader.h"
 #include "core/random.h"
-#include "core/status_macros.h"
+#include "io/status_macros.h"
 
 namespace gan {
 

@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/loss.h"
 #include "core/random.h"
-#include "core/status_macros.h"
+#include "io/status_macros.h"
 
 namespace gan {
 

@@ -12,8 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "core/atomic_file.h"
-#include "core/status_macros.h"
+#include "io/atomic_file.h"
+#include "io/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace gan {

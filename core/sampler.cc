@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "core/random.h"
-#include "core/status_macros.h"
+#include "io/status_macros.h"
 
 namespace gan {
 

@@ -4,7 +4,7 @@
 
 #include "absl/status/status.h"
 #include "core/loss.h"
-#include "core/status_macros.h"
+#include "io/status_macros.h"
 
 namespace gan {
 

@@ -5,7 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/engine.h"
-#include "core/status_macros.h"
+#include "io/status_macros.h"
 
 namespace gan {
 namespace {

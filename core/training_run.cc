@@ -11,7 +11,7 @@
 #include "absl/strings/strip.h"
 #include "core/init.h"
 #include "core/random.h"
-#include "core/status_macros.h"
+#include "io/status_macros.h"
 
 namespace gan {
 

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
-#include "core/status_macros.h"
+#include "io/status_macros.h"
 #include "core/training_run.h"
 
 namespace gan::server {

@@ -3,7 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/presets.h"
-#include "core/status_macros.h"
+#include "io/status_macros.h"
 
 namespace gan::server {
 namespace {

@@ -19,7 +19,7 @@
 #include "core/safetensors.h"
 #include "core/sampler.h"
 #include "core/scorer.h"
-#include "core/status_macros.h"
+#include "io/status_macros.h"
 
 namespace gan::server {
 

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "core/atomic_file.h"
+#include "io/atomic_file.h"
 #include "core/dataset.h"
 #include "core/gan_trainer.h"
 #include "core/init.h"

@@ -1,4 +1,4 @@
-#include "core/idx_reader.h"
+#include "io/idx_reader.h"
 
 #include <zlib.h>
 

@@ -21,7 +21,7 @@
 #include "core/model_shapes.h"
 #include "core/parameter_store.h"
 #include "core/sequential.h"
-#include "core/status_macros.h"
+#include "io/status_macros.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"

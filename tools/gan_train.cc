@@ -18,10 +18,10 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
-#include "core/atomic_file.h"
+#include "io/atomic_file.h"
 #include "core/dataset.h"
 #include "core/presets.h"
-#include "core/png_grid.h"
+#include "io/png_grid.h"
 #include "core/sampler.h"
 #include "core/training_run.h"
 #include "nlohmann/json.hpp"

@@ -1,5 +1,5 @@
-#ifndef GAN_CORE_STATUS_MACROS_H_
-#define GAN_CORE_STATUS_MACROS_H_
+#ifndef GAN_IO_STATUS_MACROS_H_
+#define GAN_IO_STATUS_MACROS_H_
 
 // Early-return helpers for absl::Status / absl::StatusOr (Abseil 20220623 ships none).
 
@@ -26,4 +26,4 @@
   if (!statusor.ok()) return statusor.status();         \
   lhs = std::move(statusor).value()
 
-#endif  // GAN_CORE_STATUS_MACROS_H_
+#endif  // GAN_IO_STATUS_MACROS_H_

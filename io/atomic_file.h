@@ -1,5 +1,5 @@
-#ifndef GAN_CORE_ATOMIC_FILE_H_
-#define GAN_CORE_ATOMIC_FILE_H_
+#ifndef GAN_IO_ATOMIC_FILE_H_
+#define GAN_IO_ATOMIC_FILE_H_
 
 // The one way this project replaces a file on disk: readers and a crash at any moment see either
 // the old contents or the new, never a mix or a truncated file.
@@ -35,4 +35,4 @@ void SetAtomicWriteFaultForTesting(AtomicWriteStage stage);
 
 }  // namespace gan
 
-#endif  // GAN_CORE_ATOMIC_FILE_H_
+#endif  // GAN_IO_ATOMIC_FILE_H_

@@ -1,4 +1,4 @@
-#include "core/png_grid.h"
+#include "io/png_grid.h"
 
 #include <png.h>
 
@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "core/atomic_file.h"
+#include "io/atomic_file.h"
 
 namespace gan {
 namespace {

@@ -1,5 +1,5 @@
-#ifndef GAN_CORE_IDX_READER_H_
-#define GAN_CORE_IDX_READER_H_
+#ifndef GAN_IO_IDX_READER_H_
+#define GAN_IO_IDX_READER_H_
 
 // Reader for IDX files (the MNIST / Fashion-MNIST container), raw or gzip-compressed.
 //
@@ -42,4 +42,4 @@ absl::StatusOr<IdxArray> ReadIdxFile(const std::string& path, const IdxLimits& l
 
 }  // namespace gan
 
-#endif  // GAN_CORE_IDX_READER_H_
+#endif  // GAN_IO_IDX_READER_H_

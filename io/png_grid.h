@@ -1,5 +1,5 @@
-#ifndef GAN_CORE_PNG_GRID_H_
-#define GAN_CORE_PNG_GRID_H_
+#ifndef GAN_IO_PNG_GRID_H_
+#define GAN_IO_PNG_GRID_H_
 
 // Writes images as one PNG grid through libpng.
 
@@ -18,4 +18,4 @@ absl::Status WritePngGrid(const std::string& path, absl::Span<const uint8_t> pix
 
 }  // namespace gan
 
-#endif  // GAN_CORE_PNG_GRID_H_
+#endif  // GAN_IO_PNG_GRID_H_

@@ -1,4 +1,4 @@
-#include "core/idx_reader.h"
+#include "io/idx_reader.h"
 
 #include <zlib.h>
 
@@ -14,7 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
-#include "core/status_macros.h"
+#include "io/status_macros.h"
 
 namespace gan {
 namespace {
