@@ -33,9 +33,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "io/png_grid.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "io/png.h"
 #include "nlohmann/json.hpp"
 #include "tests/child_process.h"
 #include "tests/test_util.h"
@@ -436,6 +436,60 @@ TEST_F(GanctlTest, BadUsageExitsTwo) {
     EXPECT_EQ(run.out, "") << Describe(run);
     EXPECT_FALSE(run.err.empty()) << Describe(run);
   }
+}
+
+// A string option never takes the next option or the command as its value (CLI11 2.1 would:
+// `--server= list` drops the empty value and takes "list"): `--name=` is the empty value,
+// `--name -x` is a usage error, `--name=-x` is the value "-x". Global options may follow the
+// command.
+TEST_F(GanctlTest, StringOptionsDoNotSwallowTheNextArgument) {
+  ASSERT_THAT(StartServer(), IsOk());
+  const Outcome submit = Ganctl(SubmitArgs(2));
+  ASSERT_EQ(submit.exit_code, 0) << Describe(submit);
+  const std::string id = Lines(submit.out).front();
+
+  // Usage errors: exit 2, nothing on stdout, stderr names the option; nothing reaches a server.
+  const std::vector<std::vector<std::string>> refused = {
+      {"--server=", "list"},           // the empty address
+      {"--server", "--json", "list"},  // "--json" is not an address
+      {"--server", ServerAddress(), "list", "--state", "--json"},
+      {"--server", ServerAddress(), "get", id, "--server", "--json"},
+      {"--server", ServerAddress(), "submit", "--preset", "seed-dcgan", "--request_id", "--watch"},
+  };
+  for (const std::vector<std::string>& args : refused) {
+    std::vector<std::string> all = {GanctlBinary()};
+    all.insert(all.end(), args.begin(), args.end());
+    const Outcome run = RunProcess(all, work_dir_, kCommandTimeout);
+    EXPECT_EQ(run.exit_code, 2) << "ganctl " << absl::StrJoin(args, " ") << ": " << Describe(run);
+    EXPECT_EQ(run.out, "") << Describe(run);
+    EXPECT_THAT(run.err, HasSubstr("--")) << Describe(run);
+  }
+  const Outcome swallowed = Ganctl({"list", "--state", "--json"});
+  EXPECT_THAT(swallowed.err, HasSubstr("--state needs a value")) << Describe(swallowed);
+  const Outcome empty_server =
+      RunProcess({GanctlBinary(), "--server=", "list"}, "", kCommandTimeout);
+  EXPECT_THAT(empty_server.err, HasSubstr("--server: must not be empty")) << Describe(empty_server);
+
+  // The refused submit created nothing; `--state=` is the empty filter, and --json after the
+  // command is the global flag.
+  const Outcome list = Ganctl({"list", "--state=", "--json"});
+  ASSERT_EQ(list.exit_code, 0) << Describe(list);
+  const nlohmann::json jobs = nlohmann::json::parse(list.out, nullptr, false);
+  ASSERT_TRUE(jobs.is_object() && jobs.contains("jobs")) << Describe(list);
+  ASSERT_EQ(jobs["jobs"].size(), 1u) << Describe(list);
+  EXPECT_EQ(jobs["jobs"][0].value("job_id", ""), id) << Describe(list);
+
+  const Outcome get = Ganctl({"get", id, "--json"});
+  ASSERT_EQ(get.exit_code, 0) << Describe(get);
+  const nlohmann::json job = nlohmann::json::parse(get.out, nullptr, false);
+  ASSERT_TRUE(job.is_object()) << Describe(get);
+  EXPECT_EQ(job.value("job_id", ""), id) << Describe(get);
+
+  // --name=VALUE passes a value that starts with '-': the server sees (and refuses) the token.
+  const Outcome token = Ganctl({"list", "--page_token=-x"});
+  EXPECT_EQ(token.exit_code, 1) << Describe(token);
+  EXPECT_THAT(token.err, StartsWith("ganctl: INVALID_ARGUMENT: ")) << Describe(token);
+  EXPECT_THAT(token.err, HasSubstr("\"-x\"")) << Describe(token);
 }
 
 // --- watch across a server crash ---------------------------------------------------------------

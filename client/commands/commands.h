@@ -1,0 +1,90 @@
+#ifndef GAN_CLIENT_COMMANDS_COMMANDS_H_
+#define GAN_CLIENT_COMMANDS_COMMANDS_H_
+
+// ganctl's commands, one function each. A command makes its calls on `connection`, prints its
+// result on stdout (protobuf JSON with --json), prints errors on stderr as one line
+// "ganctl: ...", and returns the process's exit code (client/output.h).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "client/connection.h"
+
+namespace gan::ganctl {
+
+// `submit`: what the command line sets in the JobSpec; zero or empty means "not given".
+struct SubmitOptions {
+  std::string preset = "seed";  // used when spec_file is empty
+  std::string spec_file;        // a JobSpec in protobuf JSON or text format
+  int64_t steps = 0;
+  int64_t epochs = 0;
+  std::string dataset;
+  int batch = 0;
+  uint64_t seed = 0;
+  std::string hidden_activation;  // leaky_relu (alpha 0.2), relu, tanh or sigmoid
+  std::string request_id;         // idempotency key
+  bool watch = false;             // follow the job after printing its id
+};
+
+// Creates a job and prints its id alone (the Job with --json); with `watch`, then runs Watch.
+// Exit codes: 4 for an unreadable or unparsable spec file, 2 for an unknown hidden activation.
+int Submit(Connection& connection, const SubmitOptions& options);
+
+// `get` / `cancel`: prints the job (after cancelling it).
+int GetJob(Connection& connection, const std::string& job_id);
+int CancelJob(Connection& connection, const std::string& job_id);
+
+// `list`: one page of jobs, newest first.
+struct ListOptions {
+  std::string state;  // empty: every state; else queued, running, succeeded, failed or cancelled
+  int page_size = 20;
+  std::string page_token;
+};
+
+// Prints "<id>  <STATE>  <step>/<total>" per job and "next page: --page_token T" when more
+// remain (the ListJobsResponse with --json). Exit code 2 for an unknown state.
+int ListJobs(Connection& connection, const ListOptions& options);
+
+// `watch`: follows the job's metrics until it ends, printing a progress line per step (one
+// rewritten line on a terminal), "resumed from step N" markers (not on a terminal) and
+// "job <id> <STATE> at step N[: error]" at the end; with --json, each StepMetrics and the final
+// Job. A dropped stream is reopened with backoff (0.5 s doubling to 8 s) from the step after the
+// last one printed, so every step is printed once. Returns 0 when the job SUCCEEDED, 3 when it
+// ended otherwise, 1 when the job cannot be read or the stream is refused (NOT_FOUND,
+// INVALID_ARGUMENT).
+int Watch(Connection& connection, const std::string& job_id);
+
+// `score`: the probabilities that a job's discriminator gives images.
+struct ScoreOptions {
+  std::string job_id;
+  std::vector<std::string> files;  // see LoadImages (client/image_files.h)
+  int64_t checkpoint_step = 0;     // 0: the latest
+  int height = 28;                 // the model's image shape
+  int width = 28;
+  int channels = 1;
+};
+
+// Prints "<image name>\t<probability>" per image (the ScoreResponse with --json). Exit code 2 for
+// a shape that is not positive or exceeds 2^30 bytes per image, 4 for an unusable file.
+int Score(Connection& connection, const ScoreOptions& options);
+
+// `sample`: images drawn by a job's generator, written as one PNG grid.
+struct SampleOptions {
+  std::string job_id;
+  int count = 64;
+  uint64_t seed = 0;
+  int64_t checkpoint_step = 0;  // 0: the latest
+  int columns = 8;
+  std::string out = "samples.png";
+};
+
+// Writes the grid atomically to `out` and prints its path. Exit code 4 when it cannot be written.
+int Sample(Connection& connection, const SampleOptions& options);
+
+// `health`: prints the server's serving status; exit code 0 only for SERVING.
+int Health(Connection& connection);
+
+}  // namespace gan::ganctl
+
+#endif  // GAN_CLIENT_COMMANDS_COMMANDS_H_
