@@ -92,6 +92,18 @@ int64_t UniformInt(uint64_t image_key, uint64_t param, int64_t lo, int64_t hi) {
 
 }  // namespace
 
+bool IsBuiltinDataset(const std::string& name) {
+  return name == "fashion-mnist" || name == "synthetic";
+}
+
+absl::StatusOr<ImageDataset> LoadBuiltinDataset(const std::string& name,
+                                                const std::string& fashion_mnist_dir) {
+  if (name == "fashion-mnist") return LoadFashionMnist(fashion_mnist_dir);
+  if (name == "synthetic") return MakeSyntheticDataset(kSyntheticDatasetSize, 1);
+  return absl::NotFoundError(
+      absl::StrCat("dataset: '", name, "' is not built in (fashion-mnist, synthetic)"));
+}
+
 ImageDataset MakeSyntheticDataset(int64_t count, uint64_t seed, int height, int width,
                                   int channels) {
   const int64_t h = height, w = width, s = std::min(h, w) * kSub;

@@ -63,6 +63,19 @@ absl::StatusOr<ImageDataset> LoadFashionMnist(const std::string& dir = kFashionM
 ImageDataset MakeSyntheticDataset(int64_t count, uint64_t seed, int height = 28, int width = 28,
                                   int channels = 1);
 
+// The size of the built-in "synthetic" dataset (seed 1, 28x28x1).
+inline constexpr int64_t kSyntheticDatasetSize = 8192;
+
+// True for the names of built-in datasets: "fashion-mnist" and "synthetic".
+bool IsBuiltinDataset(const std::string& name);
+
+// A built-in dataset by name: "fashion-mnist" (LoadFashionMnist(fashion_mnist_dir)) or
+// "synthetic" (kSyntheticDatasetSize images of MakeSyntheticDataset with seed 1). NOT_FOUND for
+// any other name.
+absl::StatusOr<ImageDataset> LoadBuiltinDataset(const std::string& name,
+                                                const std::string& fashion_mnist_dir =
+                                                    kFashionMnistDir);
+
 // Which dataset indices each training batch holds. Every epoch visits a fresh seeded permutation
 // of [0, dataset_size) in consecutive batches; the last partial batch is dropped. Global batch k
 // (k = 0, 1, 2, ...) is batch k % batches_per_epoch of epoch k / batches_per_epoch, and an epoch's

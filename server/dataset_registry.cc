@@ -9,8 +9,6 @@
 namespace gan::server {
 namespace {
 
-constexpr int64_t kSyntheticImages = 8192;
-
 absl::Status CheckName(const std::string& name) {
   if (name.empty() || name.size() > 64) {
     return absl::InvalidArgumentError("dataset: name must have 1 to 64 characters");
@@ -44,10 +42,8 @@ absl::StatusOr<std::shared_ptr<const ImageDataset>> DatasetRegistry::Load(
     if (it != cache_.end()) return it->second;
   }
   absl::StatusOr<ImageDataset> dataset;
-  if (name == "fashion-mnist") {
-    dataset = LoadFashionMnist(fashion_mnist_dir_);
-  } else if (name == "synthetic") {
-    dataset = MakeSyntheticDataset(kSyntheticImages, 1);
+  if (IsBuiltinDataset(name)) {
+    dataset = LoadBuiltinDataset(name, fashion_mnist_dir_);
   } else {
     namespace fs = std::filesystem;
     std::error_code error;

@@ -14,11 +14,13 @@
 
 namespace gan::server {
 
+// What a spec leaves unset, and the caps it must respect. Filled from the server's Options
+// (server/server.h), the one home of their defaults.
 struct JobDefaults {
-  std::string dataset = "fashion-mnist";
-  int64_t checkpoint_every = 500;
-  int keep_checkpoints = 3;
-  int64_t max_steps = 10'000'000;
+  std::string dataset;
+  int64_t checkpoint_every = 0;
+  int keep_checkpoints = 0;
+  int64_t max_steps = 0;
   GanLimits limits;
 };
 

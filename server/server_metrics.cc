@@ -1,4 +1,4 @@
-#include "server/metrics.h"
+#include "server/server_metrics.h"
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -59,7 +59,7 @@ void RpcCall::Finish(grpc::StatusCode code) {
   method_ = nullptr;
 }
 
-JobMetrics::JobMetrics(Metrics* metrics, const std::string& job_id) : metrics_(metrics) {
+JobMetrics::JobMetrics(ServerMetrics* metrics, const std::string& job_id) : metrics_(metrics) {
   const prometheus::Labels labels = {{"job_id", job_id}};
   d_loss_ = &metrics_->job_d_loss_.Add(labels);
   g_loss_ = &metrics_->job_g_loss_.Add(labels);
@@ -85,7 +85,7 @@ void JobMetrics::Step(float d_loss, float g_loss, float d_real, float d_fake, in
   metrics_->train_step_seconds_.Observe(seconds);
 }
 
-Metrics::Metrics()
+ServerMetrics::ServerMetrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       grpc_started_(prometheus::BuildCounter()
                         .Name("grpc_server_started_total")
@@ -165,7 +165,7 @@ Metrics::Metrics()
   }
 }
 
-GrpcMethodMetrics* Metrics::Method(const std::string& service, const std::string& method,
+GrpcMethodMetrics* ServerMetrics::Method(const std::string& service, const std::string& method,
                                    RpcType type) {
   const std::string key = absl::StrCat(service, "/", method);
   std::lock_guard<std::mutex> lock(methods_mu_);
@@ -181,27 +181,27 @@ GrpcMethodMetrics* Metrics::Method(const std::string& service, const std::string
   return entry.get();
 }
 
-prometheus::Gauge* Metrics::JobsGauge(gan::v1::JobState state) {
+prometheus::Gauge* ServerMetrics::JobsGauge(gan::v1::JobState state) {
   if (state < gan::v1::JOB_STATE_QUEUED || state > gan::v1::JOB_STATE_CANCELLED) return nullptr;
   return jobs_by_state_[state];
 }
 
-void Metrics::SetJobs(gan::v1::JobState state, int64_t count) {
+void ServerMetrics::SetJobs(gan::v1::JobState state, int64_t count) {
   if (prometheus::Gauge* gauge = JobsGauge(state)) gauge->Set(static_cast<double>(count));
 }
 
-void Metrics::MoveJob(gan::v1::JobState from, gan::v1::JobState to) {
+void ServerMetrics::MoveJob(gan::v1::JobState from, gan::v1::JobState to) {
   if (from == to) return;
   if (prometheus::Gauge* gauge = JobsGauge(from)) gauge->Decrement();
   if (prometheus::Gauge* gauge = JobsGauge(to)) gauge->Increment();
 }
 
-void Metrics::JobSubmitted() {
+void ServerMetrics::JobSubmitted() {
   jobs_submitted_.Increment();
   if (prometheus::Gauge* gauge = JobsGauge(gan::v1::JOB_STATE_QUEUED)) gauge->Increment();
 }
 
-void Metrics::Scored(int64_t images, double seconds, bool ok) {
+void ServerMetrics::Scored(int64_t images, double seconds, bool ok) {
   score_request_seconds_.Observe(seconds);
   if (!ok) return;  // a rejected request's shape may be anything
   score_batch_size_.Observe(static_cast<double>(images));

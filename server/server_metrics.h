@@ -1,5 +1,5 @@
-#ifndef GAN_SERVER_METRICS_H_
-#define GAN_SERVER_METRICS_H_
+#ifndef GAN_SERVER_SERVER_METRICS_H_
+#define GAN_SERVER_SERVER_METRICS_H_
 
 // The server's Prometheus metrics, exposed by prometheus::Exposer on --metrics_listen /metrics.
 //
@@ -82,7 +82,7 @@ class RpcCall {
 // The gauges of one running job, removed from their families on destruction.
 class JobMetrics {
  public:
-  JobMetrics(class Metrics* metrics, const std::string& job_id);
+  JobMetrics(class ServerMetrics* metrics, const std::string& job_id);
   ~JobMetrics();
   JobMetrics(const JobMetrics&) = delete;
   JobMetrics& operator=(const JobMetrics&) = delete;
@@ -91,18 +91,18 @@ class JobMetrics {
   void Step(float d_loss, float g_loss, float d_real, float d_fake, int64_t images, double seconds);
 
  private:
-  Metrics* metrics_;
+  ServerMetrics* metrics_;
   prometheus::Gauge* d_loss_;
   prometheus::Gauge* g_loss_;
   prometheus::Gauge* d_real_;
   prometheus::Gauge* d_fake_;
 };
 
-class Metrics {
+class ServerMetrics {
  public:
   enum class RpcType { kUnary, kServerStream };
 
-  Metrics();
+  ServerMetrics();
 
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
@@ -149,4 +149,4 @@ class Metrics {
 
 }  // namespace gan::server
 
-#endif  // GAN_SERVER_METRICS_H_
+#endif  // GAN_SERVER_SERVER_METRICS_H_

@@ -1,29 +1,73 @@
 #include "server/service_impl.h"
 
-#include <deque>
+#include <chrono>
 #include <memory>
-#include <mutex>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/log.h"
+#include "server/metrics_stream.h"
 #include "server/status_util.h"
 
 namespace gan::server {
 namespace {
 
-// Finishes a unary call (and its metrics) with the value of `result` copied into `response`.
+// Finishes a unary call (and its metrics) with `result`, copied into `response` when OK. Errors
+// that are the server's fault (INTERNAL, DATA_LOSS, UNKNOWN) are logged.
 template <typename T>
-grpc::ServerUnaryReactor* Reply(RpcCall call, grpc::CallbackServerContext* context,
-                                const absl::StatusOr<T>& result, T* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+void FinishCall(RpcCall& call, grpc::ServerUnaryReactor* reactor, const char* method,
+                const absl::StatusOr<T>& result, T* response) {
   if (result.ok()) *response = *result;
+  const absl::StatusCode code = result.status().code();
+  if (code == absl::StatusCode::kInternal || code == absl::StatusCode::kDataLoss ||
+      code == absl::StatusCode::kUnknown) {
+    log::Error("rpc failed", {{"method", method}, {"status", result.status()}});
+  }
   grpc::Status status = ToGrpcStatus(result.status());
   call.Finish(status.error_code());
   reactor->Finish(status);
+}
+
+template <typename T>
+grpc::ServerUnaryReactor* Reply(RpcCall call, grpc::CallbackServerContext* context,
+                                const char* method, const absl::StatusOr<T>& result, T* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  FinishCall(call, reactor, method, result, response);
   return reactor;
 }
 
-GrpcMethodMetrics* MethodMetrics(Metrics* metrics, const char* service, const char* method,
-                                 Metrics::RpcType type = Metrics::RpcType::kUnary) {
+// Runs `work` (returning absl::StatusOr<T>) on `executor` and finishes the call with its result.
+// A full executor answers RESOURCE_EXHAUSTED at once naming `queue_option`; a call cancelled by
+// its client, or past its deadline, when a worker takes it is answered without running `work`.
+template <typename T, typename Work>
+grpc::ServerUnaryReactor* Offload(Executor* executor, const char* queue_option, RpcCall call,
+                                  grpc::CallbackServerContext* context, const char* method,
+                                  T* response, Work work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto shared_call = std::make_shared<RpcCall>(std::move(call));
+  const bool scheduled = executor->TrySchedule(
+      [shared_call, reactor, context, method, response, work = std::move(work)]() mutable {
+        absl::StatusOr<T> result;
+        if (context->IsCancelled()) {
+          result = absl::CancelledError("the client cancelled the call");
+        } else if (std::chrono::system_clock::now() > context->deadline()) {
+          result = absl::DeadlineExceededError("the deadline passed before the call was served");
+        } else {
+          result = work(*shared_call);
+        }
+        FinishCall(*shared_call, reactor, method, result, response);
+      });
+  if (!scheduled) {
+    FinishCall<T>(*shared_call, reactor, method,
+                  absl::ResourceExhaustedError(absl::StrCat(
+                      "the server is busy: its work queue is full (", queue_option, ")")),
+                  response);
+  }
+  return reactor;
+}
+
+GrpcMethodMetrics* MethodMetrics(ServerMetrics* metrics, const char* service, const char* method,
+                                 ServerMetrics::RpcType type = ServerMetrics::RpcType::kUnary) {
   return metrics == nullptr ? nullptr : metrics->Method(service, method, type);
 }
 
@@ -32,151 +76,52 @@ absl::Status RequireJobId(const std::string& job_id) {
   return absl::OkStatus();
 }
 
-// Streams a job's metric events: the stored history from from_step, then live events, ending
-// with the `finished` event and OK. State shared with the manager's wake-up callbacks lives in
-// `Shared`, which outlives the reactor; the callbacks hold it weakly.
-class MetricsStream : public grpc::ServerWriteReactor<gan::v1::MetricEvent> {
+absl::Status RequireStep(int64_t checkpoint_step) {
+  if (checkpoint_step < 0) return absl::InvalidArgumentError("checkpoint_step: must be >= 0");
+  return absl::OkStatus();
+}
+
+// A stream refused before it starts.
+class FailedStream : public grpc::ServerWriteReactor<gan::v1::MetricEvent> {
  public:
-  MetricsStream(RpcCall call, JobManager* jobs, std::string job_id, int64_t from_step)
-      : call_(std::move(call)), shared_(std::make_shared<Shared>()) {
-    shared_->reactor = this;
-    shared_->jobs = jobs;
-    shared_->job_id = std::move(job_id);
-    shared_->from_step = from_step;
-    std::lock_guard<std::recursive_mutex> lock(shared_->mu);
-    Continue(*shared_);
+  FailedStream(RpcCall call, const absl::Status& s) {
+    grpc::Status status = ToGrpcStatus(s);
+    call.Finish(status.error_code());
+    Finish(status);
   }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard<std::recursive_mutex> lock(shared_->mu);
-    shared_->writing = false;
-    if (!ok) return Stop(*shared_, grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
-    if (shared_->current.has_finished()) return Stop(*shared_, grpc::Status::OK);
-    Continue(*shared_);
-  }
-
-  void OnCancel() override {
-    std::lock_guard<std::recursive_mutex> lock(shared_->mu);
-    if (!shared_->writing) Stop(*shared_, grpc::Status::CANCELLED);
-    shared_->cancelled = true;
-  }
-
-  void OnDone() override {
-    {
-      std::lock_guard<std::recursive_mutex> lock(shared_->mu);
-      shared_->reactor = nullptr;
-    }
-    delete this;
-  }
-
- private:
-  struct Shared {
-    std::recursive_mutex mu;
-    MetricsStream* reactor = nullptr;  // null once the RPC is done
-    JobManager* jobs = nullptr;
-    std::string job_id;
-    int64_t from_step = 0;
-    int64_t after_sequence = 0;
-    std::deque<gan::v1::MetricEvent> pending;
-    gan::v1::MetricEvent current;
-    bool writing = false, waiting = false, finished = false, cancelled = false;
-  };
-
-  static void Stop(Shared& s, const grpc::Status& status) {
-    if (s.finished || s.reactor == nullptr) return;
-    s.finished = true;
-    s.reactor->call_.Finish(status.error_code());
-    s.reactor->Finish(status);
-  }
-
-  // Reads the next page of stored events into `pending` (bounded: one page per stream).
-  static absl::Status Refill(Shared& s) {
-    auto rows = s.jobs->store()->ReadMetrics(s.job_id, s.from_step, s.after_sequence, 32);
-    if (!rows.ok()) return rows.status();
-    for (MetricRow& row : *rows) {
-      s.after_sequence = row.sequence;
-      s.pending.push_back(std::move(row.event));
-    }
-    return absl::OkStatus();
-  }
-
-  static void WriteNext(Shared& s) {
-    s.current = std::move(s.pending.front());
-    s.pending.pop_front();
-    s.writing = true;
-    s.reactor->StartWrite(&s.current);
-  }
-
-  // Called with s.mu held and no write in flight: writes the next event, or waits for one.
-  static void Continue(Shared& s) {
-    if (s.finished || s.writing || s.reactor == nullptr) return;
-    if (s.cancelled) return Stop(s, grpc::Status::CANCELLED);
-    if (s.pending.empty()) {
-      if (auto status = Refill(s); !status.ok()) return Stop(s, ToGrpcStatus(status));
-    }
-    if (!s.pending.empty()) return WriteNext(s);
-    // Nothing stored from from_step on. An ended job's final state still closes the stream
-    // (its `finished` event lies before a from_step past the end).
-    auto job = s.jobs->Get(s.job_id);
-    if (!job.ok()) return Stop(s, ToGrpcStatus(job.status()));
-    if (job->state() == gan::v1::JOB_STATE_SUCCEEDED ||
-        job->state() == gan::v1::JOB_STATE_FAILED ||
-        job->state() == gan::v1::JOB_STATE_CANCELLED) {
-      *s.pending.emplace_back().mutable_finished() = *job;
-      return WriteNext(s);
-    }
-    if (s.jobs->shutting_down()) {
-      return Stop(s, grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                  "the server is shutting down; reconnect with from_step to "
-                                  "resume"));
-    }
-    if (s.waiting) return;
-    s.waiting = true;
-    std::weak_ptr<Shared> weak = s.reactor->shared_;
-    s.jobs->NotifyOnNextEvent(s.job_id, [weak] {
-      std::shared_ptr<Shared> shared = weak.lock();
-      if (!shared) return;
-      std::lock_guard<std::recursive_mutex> lock(shared->mu);
-      shared->waiting = false;
-      Continue(*shared);
-    });
-    // An event stored between the read above and the registration is not missed.
-    if (auto status = Refill(s); !status.ok()) return Stop(s, ToGrpcStatus(status));
-    if (!s.pending.empty()) WriteNext(s);
-  }
-
-  RpcCall call_;  // counted as CANCELLED if the stream is torn down before Stop
-  std::shared_ptr<Shared> shared_;
+  void OnDone() override { delete this; }
 };
+
+constexpr char kControlQueue[] = "--max_control_queue";
+constexpr char kInferenceQueue[] = "--max_inference_queue";
 
 }  // namespace
 
-TrainingServiceImpl::TrainingServiceImpl(JobManager* jobs, ScoringEngine* scoring,
-                                         Metrics* metrics)
-    : jobs_(jobs), scoring_(scoring), metrics_(metrics) {
+TrainingServiceImpl::TrainingServiceImpl(const ServiceBackends& backends) : backends_(backends) {
   const char* service = gan::v1::TrainingService::service_full_name();
+  ServerMetrics* metrics = backends.metrics;
   submit_job_metrics_ = MethodMetrics(metrics, service, "SubmitJob");
   get_job_metrics_ = MethodMetrics(metrics, service, "GetJob");
   list_jobs_metrics_ = MethodMetrics(metrics, service, "ListJobs");
   cancel_job_metrics_ = MethodMetrics(metrics, service, "CancelJob");
   stream_metrics_metrics_ =
-      MethodMetrics(metrics, service, "StreamMetrics", Metrics::RpcType::kServerStream);
+      MethodMetrics(metrics, service, "StreamMetrics", ServerMetrics::RpcType::kServerStream);
   sample_images_metrics_ = MethodMetrics(metrics, service, "SampleImages");
 }
 
-ScoringServiceImpl::ScoringServiceImpl(JobManager* jobs, ScoringEngine* scoring, Metrics* metrics)
-    : jobs_(jobs),
-      scoring_(scoring),
-      metrics_(metrics),
-      score_metrics_(MethodMetrics(metrics, gan::v1::ScoringService::service_full_name(),
-                                   "Score")) {}
+ScoringServiceImpl::ScoringServiceImpl(const ServiceBackends& backends)
+    : backends_(backends),
+      score_metrics_(MethodMetrics(backends.metrics,
+                                   gan::v1::ScoringService::service_full_name(), "Score")) {}
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::SubmitJob(grpc::CallbackServerContext* context,
                                                          const gan::v1::SubmitJobRequest* request,
                                                          gan::v1::Job* response) {
-  RpcCall call(submit_job_metrics_);
-  return Reply(std::move(call), context, jobs_->Submit(request->request_id(), request->spec()),
-               response);
+  JobManager* jobs = backends_.jobs;
+  return Offload(backends_.control, kControlQueue, RpcCall(submit_job_metrics_), context,
+                 "SubmitJob", response, [jobs, request](RpcCall&) {
+                   return jobs->Submit(request->request_id(), request->spec());
+                 });
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::GetJob(grpc::CallbackServerContext* context,
@@ -184,16 +129,17 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::GetJob(grpc::CallbackServerContex
                                                       gan::v1::Job* response) {
   RpcCall call(get_job_metrics_);
   if (auto s = RequireJobId(request->job_id()); !s.ok()) {
-    return Reply<gan::v1::Job>(std::move(call), context, s, response);
+    return Reply<gan::v1::Job>(std::move(call), context, "GetJob", s, response);
   }
-  return Reply(std::move(call), context, jobs_->Get(request->job_id()), response);
+  return Reply(std::move(call), context, "GetJob", backends_.jobs->Get(request->job_id()),
+               response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::ListJobs(grpc::CallbackServerContext* context,
                                                         const gan::v1::ListJobsRequest* request,
                                                         gan::v1::ListJobsResponse* response) {
   RpcCall call(list_jobs_metrics_);
-  return Reply(std::move(call), context, jobs_->List(*request), response);
+  return Reply(std::move(call), context, "ListJobs", backends_.jobs->List(*request), response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::CancelJob(grpc::CallbackServerContext* context,
@@ -201,9 +147,11 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::CancelJob(grpc::CallbackServerCon
                                                          gan::v1::Job* response) {
   RpcCall call(cancel_job_metrics_);
   if (auto s = RequireJobId(request->job_id()); !s.ok()) {
-    return Reply<gan::v1::Job>(std::move(call), context, s, response);
+    return Reply<gan::v1::Job>(std::move(call), context, "CancelJob", s, response);
   }
-  return Reply(std::move(call), context, jobs_->Cancel(request->job_id()), response);
+  JobManager* jobs = backends_.jobs;
+  return Offload(backends_.control, kControlQueue, std::move(call), context, "CancelJob",
+                 response, [jobs, request](RpcCall&) { return jobs->Cancel(request->job_id()); });
 }
 
 grpc::ServerWriteReactor<gan::v1::MetricEvent>* TrainingServiceImpl::StreamMetrics(
@@ -213,65 +161,56 @@ grpc::ServerWriteReactor<gan::v1::MetricEvent>* TrainingServiceImpl::StreamMetri
   if (status.ok() && request->from_step() < 0) {
     status = absl::InvalidArgumentError("from_step: must be >= 0");
   }
-  if (status.ok()) status = jobs_->Get(request->job_id()).status();
-  if (!status.ok()) {
-    class Failed : public grpc::ServerWriteReactor<gan::v1::MetricEvent> {
-     public:
-      Failed(RpcCall call, const absl::Status& s) {
-        grpc::Status status = ToGrpcStatus(s);
-        call.Finish(status.error_code());
-        Finish(status);
-      }
-      void OnDone() override { delete this; }
-    };
-    return new Failed(std::move(call), status);
-  }
-  return new MetricsStream(std::move(call), jobs_, request->job_id(), request->from_step());
+  if (status.ok()) status = backends_.jobs->Get(request->job_id()).status();
+  if (!status.ok()) return new FailedStream(std::move(call), status);
+  return new MetricsStream(std::move(call), backends_.jobs, request->job_id(),
+                           request->from_step());
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::SampleImages(
     grpc::CallbackServerContext* context, const gan::v1::SampleImagesRequest* request,
     gan::v1::SampleImagesResponse* response) {
   RpcCall call(sample_images_metrics_);
-  if (auto s = RequireJobId(request->job_id()); !s.ok()) {
-    return Reply<gan::v1::SampleImagesResponse>(std::move(call), context, s, response);
+  absl::Status valid = RequireJobId(request->job_id());
+  if (valid.ok()) valid = RequireStep(request->checkpoint_step());
+  if (!valid.ok()) {
+    return Reply<gan::v1::SampleImagesResponse>(std::move(call), context, "SampleImages", valid,
+                                                response);
   }
-  if (request->checkpoint_step() < 0) {
-    return Reply<gan::v1::SampleImagesResponse>(
-        std::move(call), context, absl::InvalidArgumentError("checkpoint_step: must be >= 0"),
-        response);
-  }
-  auto path = jobs_->CheckpointPath(request->job_id(), request->checkpoint_step());
-  if (!path.ok()) {
-    return Reply<gan::v1::SampleImagesResponse>(std::move(call), context, path.status(), response);
-  }
-  return Reply(std::move(call), context, scoring_->Sample(*path, request->count(), request->seed()),
-               response);
+  const ServiceBackends backends = backends_;
+  return Offload(backends_.inference, kInferenceQueue, std::move(call), context, "SampleImages",
+                 response,
+                 [backends, request](RpcCall&) -> absl::StatusOr<gan::v1::SampleImagesResponse> {
+                   auto path =
+                       backends.jobs->CheckpointPath(request->job_id(), request->checkpoint_step());
+                   if (!path.ok()) return path.status();
+                   return backends.scoring->Sample(*path, request->count(), request->seed());
+                 });
 }
 
 grpc::ServerUnaryReactor* ScoringServiceImpl::Score(grpc::CallbackServerContext* context,
                                                     const gan::v1::ScoreRequest* request,
                                                     gan::v1::ScoreResponse* response) {
   RpcCall call(score_metrics_);
-  if (auto s = RequireJobId(request->job_id()); !s.ok()) {
-    return Reply<gan::v1::ScoreResponse>(std::move(call), context, s, response);
+  absl::Status valid = RequireJobId(request->job_id());
+  if (valid.ok()) valid = RequireStep(request->checkpoint_step());
+  if (!valid.ok()) {
+    return Reply<gan::v1::ScoreResponse>(std::move(call), context, "Score", valid, response);
   }
-  if (request->checkpoint_step() < 0) {
-    return Reply<gan::v1::ScoreResponse>(
-        std::move(call), context, absl::InvalidArgumentError("checkpoint_step: must be >= 0"),
-        response);
-  }
-  auto path = jobs_->CheckpointPath(request->job_id(), request->checkpoint_step());
-  if (!path.ok()) {
-    return Reply<gan::v1::ScoreResponse>(std::move(call), context, path.status(), response);
-  }
-  absl::StatusOr<gan::v1::ScoreResponse> scored = scoring_->Score(*path, *request);
-  if (metrics_ != nullptr) {
-    // N of the validated (N, H, W, C) shape.
-    const int64_t images = scored.ok() ? request->shape(0) : 0;
-    metrics_->Scored(images, call.seconds(), scored.ok());
-  }
-  return Reply(std::move(call), context, scored, response);
+  const ServiceBackends backends = backends_;
+  return Offload(
+      backends_.inference, kInferenceQueue, std::move(call), context, "Score", response,
+      [backends, request](RpcCall& call) -> absl::StatusOr<gan::v1::ScoreResponse> {
+        auto path = backends.jobs->CheckpointPath(request->job_id(), request->checkpoint_step());
+        if (!path.ok()) return path.status();
+        absl::StatusOr<gan::v1::ScoreResponse> scored = backends.scoring->Score(*path, *request);
+        if (backends.metrics != nullptr) {
+          // N of the validated (N, H, W, C) shape.
+          const int64_t images = scored.ok() ? request->shape(0) : 0;
+          backends.metrics->Scored(images, call.seconds(), scored.ok());
+        }
+        return scored;
+      });
 }
 
 }  // namespace gan::server

@@ -1,22 +1,34 @@
 #ifndef GAN_SERVER_SERVICE_IMPL_H_
 #define GAN_SERVER_SERVICE_IMPL_H_
 
-// Thin gRPC handlers (callback API): validate, hand off to the JobManager or the ScoringEngine,
-// and map absl::Status to grpc::Status in one helper. StreamMetrics is a write reactor fed from
-// the stored history and the manager's per-job notifications; it writes one message at a time
-// and never blocks. With a Metrics, every call is counted and timed (grpc_server_*; Score also
-// feeds gan_score_*); without one (nullptr), nothing is recorded.
+// Thin gRPC handlers (callback API): validate what is cheap, hand off to the JobManager or the
+// ScoringEngine, and map absl::Status to grpc::Status in one helper. Work that may block (store
+// commits, dataset and model loading, inference) runs on an Executor, never on the gRPC thread; a
+// full executor answers RESOURCE_EXHAUSTED at once, and a call whose client has gone or whose
+// deadline has passed by the time a worker takes it is answered without doing the work.
+// StreamMetrics is a MetricsStream (server/metrics_stream.h). With ServerMetrics every call is
+// counted and timed (grpc_server_*; Score also feeds gan_score_*).
 
 #include "gan/v1/service.grpc.pb.h"
+#include "server/executor.h"
 #include "server/job_manager.h"
-#include "server/metrics.h"
 #include "server/scoring_engine.h"
+#include "server/server_metrics.h"
 
 namespace gan::server {
 
+// What the handlers use; everything must outlive the services.
+struct ServiceBackends {
+  JobManager* jobs = nullptr;
+  ScoringEngine* scoring = nullptr;
+  Executor* control = nullptr;    // SubmitJob, CancelJob
+  Executor* inference = nullptr;  // Score, SampleImages
+  ServerMetrics* metrics = nullptr;  // optional
+};
+
 class TrainingServiceImpl final : public gan::v1::TrainingService::CallbackService {
  public:
-  TrainingServiceImpl(JobManager* jobs, ScoringEngine* scoring, Metrics* metrics = nullptr);
+  explicit TrainingServiceImpl(const ServiceBackends& backends);
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const gan::v1::SubmitJobRequest* request,
@@ -38,9 +50,7 @@ class TrainingServiceImpl final : public gan::v1::TrainingService::CallbackServi
                                          gan::v1::SampleImagesResponse* response) override;
 
  private:
-  JobManager* jobs_;
-  ScoringEngine* scoring_;
-  Metrics* metrics_;
+  const ServiceBackends backends_;
   // Label handles per method (null without metrics).
   GrpcMethodMetrics* submit_job_metrics_;
   GrpcMethodMetrics* get_job_metrics_;
@@ -52,16 +62,14 @@ class TrainingServiceImpl final : public gan::v1::TrainingService::CallbackServi
 
 class ScoringServiceImpl final : public gan::v1::ScoringService::CallbackService {
  public:
-  ScoringServiceImpl(JobManager* jobs, ScoringEngine* scoring, Metrics* metrics = nullptr);
+  explicit ScoringServiceImpl(const ServiceBackends& backends);
 
   grpc::ServerUnaryReactor* Score(grpc::CallbackServerContext* context,
                                   const gan::v1::ScoreRequest* request,
                                   gan::v1::ScoreResponse* response) override;
 
  private:
-  JobManager* jobs_;
-  ScoringEngine* scoring_;
-  Metrics* metrics_;
+  const ServiceBackends backends_;
   GrpcMethodMetrics* score_metrics_;
 };
 

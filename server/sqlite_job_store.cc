@@ -1,6 +1,4 @@
-#include "server/job_store.h"
-
-#include <sqlite3.h>
+#include "server/sqlite_job_store.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -24,159 +22,17 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "io/status_macros.h"
+#include "server/job_state.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace gan::server {
-namespace internal {
-
-// One prepared statement. Parameters bind in order (Bind, BindText, ... each take the next `?`);
-// a bind error is reported by the next Step. Finalized on destruction.
-class Statement {
- public:
-  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
-  Statement(Statement&& other) noexcept
-      : db_(other.db_),
-        stmt_(std::exchange(other.stmt_, nullptr)),
-        next_index_(other.next_index_),
-        bind_status_(std::move(other.bind_status_)) {}
-  Statement& operator=(Statement&&) = delete;
-  ~Statement() { sqlite3_finalize(stmt_); }
-
-  Statement& Bind(int64_t value) {
-    return Check(sqlite3_bind_int64(stmt_, next_index_++, value));
-  }
-  Statement& BindText(absl::string_view value) {
-    return Check(sqlite3_bind_text(stmt_, next_index_++, value.empty() ? "" : value.data(),
-                                   static_cast<int>(value.size()), SQLITE_TRANSIENT));
-  }
-  // NULL for an empty string (request_id: NULLs are exempt from its UNIQUE index).
-  Statement& BindTextOrNull(absl::string_view value) {
-    if (value.empty()) return Check(sqlite3_bind_null(stmt_, next_index_++));
-    return BindText(value);
-  }
-  Statement& BindBlob(absl::string_view value) {
-    if (value.empty()) return Check(sqlite3_bind_zeroblob(stmt_, next_index_++, 0));
-    return Check(sqlite3_bind_blob(stmt_, next_index_++, value.data(),
-                                   static_cast<int>(value.size()), SQLITE_TRANSIENT));
-  }
-  // NULL for an unset time (InfinitePast), else microseconds since the Unix epoch.
-  Statement& BindTime(absl::Time value) {
-    if (value == absl::InfinitePast()) return Check(sqlite3_bind_null(stmt_, next_index_++));
-    return Bind(absl::ToUnixMicros(value));
-  }
-
-  // True with a row to read, false when the statement is done.
-  absl::StatusOr<bool> Step() {
-    GAN_RETURN_IF_ERROR(bind_status_);
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    return Error();
-  }
-  // Runs the statement to completion, ignoring any rows.
-  absl::Status Run() {
-    while (true) {
-      GAN_ASSIGN_OR_RETURN(bool row, Step());
-      if (!row) return absl::OkStatus();
-    }
-  }
-
-  bool IsNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
-  int64_t Int64(int column) const { return sqlite3_column_int64(stmt_, column); }
-  std::string Text(int column) const {
-    const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
-    if (text == nullptr) return "";
-    return std::string(text, static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
-  }
-  std::string Blob(int column) const {
-    const auto* data = static_cast<const char*>(sqlite3_column_blob(stmt_, column));
-    if (data == nullptr) return "";
-    return std::string(data, static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
-  }
-  absl::Time Time(int column) const {
-    return IsNull(column) ? absl::InfinitePast() : absl::FromUnixMicros(Int64(column));
-  }
-
- private:
-  Statement& Check(int rc) {
-    if (rc != SQLITE_OK && bind_status_.ok()) bind_status_ = Error();
-    return *this;
-  }
-  absl::Status Error() const {
-    return absl::InternalError(
-        absl::StrCat("SQLite: ", sqlite3_errmsg(db_), " (in: ", sqlite3_sql(stmt_), ")"));
-  }
-
-  sqlite3* db_;
-  sqlite3_stmt* stmt_;
-  int next_index_ = 1;
-  absl::Status bind_status_;
-};
-
-// Owns one sqlite3 connection; closed on destruction.
-class SqliteDatabase {
- public:
-  static absl::StatusOr<std::unique_ptr<SqliteDatabase>> Open(const std::string& path) {
-    sqlite3* raw = nullptr;
-    // NOMUTEX: JobStore serializes every use of the connection with its own mutex.
-    const int rc = sqlite3_open_v2(path.c_str(), &raw,
-                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                   nullptr);
-    std::unique_ptr<SqliteDatabase> db(new SqliteDatabase(raw));  // closes `raw` on every path
-    if (rc != SQLITE_OK) {
-      return absl::InternalError(absl::StrCat("cannot open job database ", path, ": ",
-                                              raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
-    }
-    sqlite3_extended_result_codes(raw, 1);
-    return db;
-  }
-
-  SqliteDatabase(const SqliteDatabase&) = delete;
-  SqliteDatabase& operator=(const SqliteDatabase&) = delete;
-  ~SqliteDatabase() { sqlite3_close_v2(db_); }
-
-  absl::StatusOr<Statement> Prepare(absl::string_view sql) {
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) !=
-        SQLITE_OK) {
-      return absl::InternalError(
-          absl::StrCat("SQLite: ", sqlite3_errmsg(db_), " (preparing: ", sql, ")"));
-    }
-    return Statement(db_, stmt);
-  }
-
-  // Runs SQL text without parameters (schema, pragmas, transaction control).
-  absl::Status Exec(const char* sql) {
-    char* message = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-      absl::Status status = absl::InternalError(
-          absl::StrCat("SQLite: ", message ? message : sqlite3_errmsg(db_), " (in: ", sql, ")"));
-      sqlite3_free(message);
-      return status;
-    }
-    return absl::OkStatus();
-  }
-
-  void SetBusyTimeout(absl::Duration timeout) {
-    sqlite3_busy_timeout(db_, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
-  }
-  int64_t Changes() const { return sqlite3_changes(db_); }
-  int64_t LastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }
-  bool InTransaction() const { return sqlite3_get_autocommit(db_) == 0; }
-
- private:
-  explicit SqliteDatabase(sqlite3* db) : db_(db) {}
-  sqlite3* db_;
-};
-
-}  // namespace internal
-
 namespace {
 
-using internal::SqliteDatabase;
-using internal::Statement;
+using sqlite::Database;
+using sqlite::Statement;
+using sqlite::Transaction;
 
 constexpr int64_t kSchemaVersion = 1;
 constexpr absl::Duration kBusyTimeout = absl::Seconds(10);
@@ -219,11 +75,6 @@ PRAGMA user_version = 1;
 #define GAN_JOB_COLUMNS                                                                  \
   "job_id, request_id, spec, state, create_time_us, start_time_us, end_time_us, step, " \
   "total_steps, latest_checkpoint_step, error_message"
-
-bool IsEnded(gan::v1::JobState state) {
-  return state == gan::v1::JOB_STATE_SUCCEEDED || state == gan::v1::JOB_STATE_FAILED ||
-         state == gan::v1::JOB_STATE_CANCELLED;
-}
 
 // Equal messages give equal bytes (map order is fixed), so stored specs compare bytewise.
 std::string SerializeDeterministically(const google::protobuf::MessageLite& message) {
@@ -282,7 +133,7 @@ absl::StatusOr<std::vector<JobRecord>> ReadJobs(Statement& statement) {
   }
 }
 
-absl::StatusOr<JobRecord> LoadJob(SqliteDatabase& db, const std::string& job_id) {
+absl::StatusOr<JobRecord> LoadJob(Database& db, const std::string& job_id) {
   GAN_ASSIGN_OR_RETURN(Statement select,
                        db.Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs WHERE job_id = ?"));
   select.BindText(job_id);
@@ -292,7 +143,7 @@ absl::StatusOr<JobRecord> LoadJob(SqliteDatabase& db, const std::string& job_id)
 }
 
 // The job's state; NOT_FOUND for an unknown job.
-absl::StatusOr<gan::v1::JobState> LoadState(SqliteDatabase& db, const std::string& job_id) {
+absl::StatusOr<gan::v1::JobState> LoadState(Database& db, const std::string& job_id) {
   GAN_ASSIGN_OR_RETURN(Statement select, db.Prepare("SELECT state FROM jobs WHERE job_id = ?"));
   select.BindText(job_id);
   GAN_ASSIGN_OR_RETURN(bool row, select.Step());
@@ -300,16 +151,16 @@ absl::StatusOr<gan::v1::JobState> LoadState(SqliteDatabase& db, const std::strin
   return static_cast<gan::v1::JobState>(select.Int64(0));
 }
 
-absl::Status RequireJob(SqliteDatabase& db, const std::string& job_id) {
+absl::Status RequireJob(Database& db, const std::string& job_id) {
   return LoadState(db, job_id).status();
 }
 
 // NOT_FOUND for an unknown job, FAILED_PRECONDITION for one that ended; `action` names the
 // refused change ("start", "finish", "resume").
-absl::Status RequireNotEnded(SqliteDatabase& db, const std::string& job_id,
+absl::Status RequireNotEnded(Database& db, const std::string& job_id,
                              absl::string_view action) {
   GAN_ASSIGN_OR_RETURN(gan::v1::JobState state, LoadState(db, job_id));
-  if (IsEnded(state)) {
+  if (IsTerminal(state)) {
     return absl::FailedPreconditionError(absl::StrCat("cannot ", action, " job \"", job_id,
                                                       "\": it already ended (",
                                                       gan::v1::JobState_Name(state), ")"));
@@ -317,7 +168,7 @@ absl::Status RequireNotEnded(SqliteDatabase& db, const std::string& job_id,
   return absl::OkStatus();
 }
 
-absl::StatusOr<int64_t> InsertMetric(SqliteDatabase& db, const std::string& job_id, int64_t step,
+absl::StatusOr<int64_t> InsertMetric(Database& db, const std::string& job_id, int64_t step,
                                      const gan::v1::MetricEvent& event) {
   GAN_ASSIGN_OR_RETURN(
       Statement insert,
@@ -365,8 +216,8 @@ absl::StatusOr<PageCursor> DecodePageToken(const std::string& token, gan::v1::Jo
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path) {
-  GAN_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDatabase> db, SqliteDatabase::Open(path));
+absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::string& path) {
+  GAN_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, Database::Open(path));
   db->SetBusyTimeout(kBusyTimeout);
 
   // WAL: readers never block the writer. synchronous=FULL fsyncs the WAL on every commit, so a
@@ -382,10 +233,10 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path
   }
   GAN_RETURN_IF_ERROR(db->Exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"));
 
-  std::unique_ptr<JobStore> store(new JobStore(std::move(db)));
+  std::unique_ptr<SqliteJobStore> store(new SqliteJobStore(std::move(db)));
   {
     absl::MutexLock lock(&store->mu_);
-    SqliteDatabase& conn = *store->db_;
+    Database& conn = *store->db_;
     // The version check and the schema creation are one write transaction, so two processes
     // opening a new file at once cannot both create it. (Migrations from older versions go here.)
     GAN_RETURN_IF_ERROR(store->InTransaction([&]() -> absl::Status {
@@ -404,24 +255,23 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path
   return store;
 }
 
-JobStore::JobStore(std::unique_ptr<SqliteDatabase> db) : db_(std::move(db)) {}
+SqliteJobStore::SqliteJobStore(std::unique_ptr<Database> db) : db_(std::move(db)) {}
 
-JobStore::~JobStore() = default;
+SqliteJobStore::~SqliteJobStore() = default;
 
-absl::Status JobStore::InTransaction(absl::FunctionRef<absl::Status()> body) {
-  GAN_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
-  absl::Status status = body();
-  if (status.ok()) status = db_->Exec("COMMIT");
-  // A failed COMMIT can leave the transaction open (e.g. SQLITE_BUSY); never leave it dangling.
-  if (!status.ok() && db_->InTransaction()) db_->Exec("ROLLBACK").IgnoreError();
-  return status;
+absl::Status SqliteJobStore::InTransaction(absl::FunctionRef<absl::Status()> body) {
+  Transaction transaction(*db_);
+  GAN_RETURN_IF_ERROR(transaction.status());
+  GAN_RETURN_IF_ERROR(body());
+  return transaction.Commit();
 }
 
-absl::StatusOr<JobRecord> JobStore::CreateJob(const std::string& request_id,
-                                              const gan::v1::JobSpec& spec, int64_t total_steps,
-                                              bool* created) {
+absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const std::string& request_id,
+                                                    const gan::v1::JobSpec& spec,
+                                                    int64_t total_steps, AdmitFn admit,
+                                                    bool* created) {
   absl::MutexLock lock(&mu_);
-  SqliteDatabase& db = *db_;
+  Database& db = *db_;
   JobRecord record;
   bool inserted = false;
   GAN_RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
@@ -433,9 +283,15 @@ absl::StatusOr<JobRecord> JobStore::CreateJob(const std::string& request_id,
       GAN_ASSIGN_OR_RETURN(bool row, select.Step());
       if (row) {
         GAN_ASSIGN_OR_RETURN(record, ReadJob(select));
+        if (SerializeDeterministically(record.spec) != SerializeDeterministically(spec)) {
+          return absl::AlreadyExistsError(absl::StrCat("request_id: '", request_id,
+                                                       "' was used for job ", record.job_id,
+                                                       " with a different spec"));
+        }
         return absl::OkStatus();
       }
     }
+    GAN_RETURN_IF_ERROR(admit());
     // create_time strictly increases, even if the clock steps back or two jobs share a
     // microsecond, so newest-first is creation order.
     GAN_ASSIGN_OR_RETURN(Statement newest,
@@ -469,23 +325,12 @@ absl::StatusOr<JobRecord> JobStore::CreateJob(const std::string& request_id,
   return record;
 }
 
-absl::StatusOr<JobRecord> JobStore::GetJob(const std::string& job_id) {
+absl::StatusOr<JobRecord> SqliteJobStore::GetJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   return LoadJob(*db_, job_id);
 }
 
-absl::StatusOr<std::optional<JobRecord>> JobStore::FindByRequestId(const std::string& request_id) {
-  absl::MutexLock lock(&mu_);
-  GAN_ASSIGN_OR_RETURN(Statement select,
-                       db_->Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs WHERE request_id = ?"));
-  select.BindText(request_id);
-  GAN_ASSIGN_OR_RETURN(bool row, select.Step());
-  if (!row) return std::optional<JobRecord>();
-  GAN_ASSIGN_OR_RETURN(JobRecord record, ReadJob(select));
-  return std::optional<JobRecord>(std::move(record));
-}
-
-absl::StatusOr<std::vector<JobRecord>> JobStore::ListJobs(gan::v1::JobState state, int page_size,
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(gan::v1::JobState state, int page_size,
                                                           const std::string& page_token,
                                                           std::string* next_page_token) {
   if (page_size < 0) {
@@ -521,20 +366,19 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::ListJobs(gan::v1::JobState stat
   return jobs;
 }
 
-int64_t JobStore::CountJobs(gan::v1::JobState state) {
+absl::StatusOr<int64_t> SqliteJobStore::CountJobs(gan::v1::JobState state) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Statement> select =
-      db_->Prepare("SELECT COUNT(*) FROM jobs WHERE (?1 = 0 OR state = ?1)");
-  if (!select.ok()) return -1;
-  select->Bind(state);
-  absl::StatusOr<bool> row = select->Step();
-  if (!row.ok() || !*row) return -1;
-  return select->Int64(0);
+  GAN_ASSIGN_OR_RETURN(Statement select,
+                       db_->Prepare("SELECT COUNT(*) FROM jobs WHERE (?1 = 0 OR state = ?1)"));
+  select.Bind(state);
+  GAN_ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) return absl::InternalError("SQLite: COUNT(*) returned no row");
+  return select.Int64(0);
 }
 
-absl::Status JobStore::MarkRunning(const std::string& job_id) {
+absl::Status SqliteJobStore::MarkRunning(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
-  SqliteDatabase& db = *db_;
+  Database& db = *db_;
   return InTransaction([&]() -> absl::Status {
     GAN_RETURN_IF_ERROR(RequireNotEnded(db, job_id, "start"));
     GAN_ASSIGN_OR_RETURN(Statement update,
@@ -545,14 +389,14 @@ absl::Status JobStore::MarkRunning(const std::string& job_id) {
   });
 }
 
-absl::Status JobStore::MarkFinished(const std::string& job_id, gan::v1::JobState final_state,
+absl::Status SqliteJobStore::MarkFinished(const std::string& job_id, gan::v1::JobState final_state,
                                     const std::string& error_message) {
-  if (!IsEnded(final_state)) {
+  if (!IsTerminal(final_state)) {
     return absl::InvalidArgumentError(
         absl::StrCat("a job cannot finish in state ", gan::v1::JobState_Name(final_state)));
   }
   absl::MutexLock lock(&mu_);
-  SqliteDatabase& db = *db_;
+  Database& db = *db_;
   return InTransaction([&]() -> absl::Status {
     GAN_RETURN_IF_ERROR(RequireNotEnded(db, job_id, "finish"));
     GAN_ASSIGN_OR_RETURN(
@@ -564,7 +408,7 @@ absl::Status JobStore::MarkFinished(const std::string& job_id, gan::v1::JobState
   });
 }
 
-absl::Status JobStore::SetStep(const std::string& job_id, int64_t step) {
+absl::Status SqliteJobStore::SetStep(const std::string& job_id, int64_t step) {
   absl::MutexLock lock(&mu_);
   GAN_ASSIGN_OR_RETURN(Statement update, db_->Prepare("UPDATE jobs SET step = ? WHERE job_id = ?"));
   update.Bind(step).BindText(job_id);
@@ -573,10 +417,10 @@ absl::Status JobStore::SetStep(const std::string& job_id, int64_t step) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<int64_t> JobStore::AppendMetric(const std::string& job_id, int64_t step,
+absl::StatusOr<int64_t> SqliteJobStore::AppendMetric(const std::string& job_id, int64_t step,
                                                const gan::v1::MetricEvent& event) {
   absl::MutexLock lock(&mu_);
-  SqliteDatabase& db = *db_;
+  Database& db = *db_;
   int64_t sequence = 0;
   GAN_RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
     GAN_RETURN_IF_ERROR(RequireJob(db, job_id));
@@ -586,7 +430,7 @@ absl::StatusOr<int64_t> JobStore::AppendMetric(const std::string& job_id, int64_
   return sequence;
 }
 
-absl::StatusOr<std::vector<MetricRow>> JobStore::ReadMetrics(const std::string& job_id,
+absl::StatusOr<std::vector<MetricRow>> SqliteJobStore::ReadMetrics(const std::string& job_id,
                                                              int64_t from_step,
                                                              int64_t after_sequence, int limit) {
   if (limit <= 0) {
@@ -613,14 +457,14 @@ absl::StatusOr<std::vector<MetricRow>> JobStore::ReadMetrics(const std::string& 
   }
 }
 
-absl::Status JobStore::RecordCheckpoint(const std::string& job_id, int64_t step,
+absl::Status SqliteJobStore::RecordCheckpoint(const std::string& job_id, int64_t step,
                                         const std::string& path) {
   if (step <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("checkpoint step must be positive, got ", step));
   }
   absl::MutexLock lock(&mu_);
-  SqliteDatabase& db = *db_;
+  Database& db = *db_;
   return InTransaction([&]() -> absl::Status {
     GAN_RETURN_IF_ERROR(RequireJob(db, job_id));
     GAN_ASSIGN_OR_RETURN(
@@ -637,7 +481,7 @@ absl::Status JobStore::RecordCheckpoint(const std::string& job_id, int64_t step,
   });
 }
 
-absl::StatusOr<std::vector<CheckpointRow>> JobStore::ListCheckpoints(const std::string& job_id) {
+absl::StatusOr<std::vector<CheckpointRow>> SqliteJobStore::ListCheckpoints(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   GAN_RETURN_IF_ERROR(RequireJob(*db_, job_id));
   GAN_ASSIGN_OR_RETURN(
@@ -652,9 +496,9 @@ absl::StatusOr<std::vector<CheckpointRow>> JobStore::ListCheckpoints(const std::
   }
 }
 
-absl::Status JobStore::DeleteCheckpointRow(const std::string& job_id, int64_t step) {
+absl::Status SqliteJobStore::DeleteCheckpointRow(const std::string& job_id, int64_t step) {
   absl::MutexLock lock(&mu_);
-  SqliteDatabase& db = *db_;
+  Database& db = *db_;
   return InTransaction([&]() -> absl::Status {
     GAN_RETURN_IF_ERROR(RequireJob(db, job_id));
     GAN_ASSIGN_OR_RETURN(Statement remove,
@@ -674,13 +518,13 @@ absl::Status JobStore::DeleteCheckpointRow(const std::string& job_id, int64_t st
   });
 }
 
-absl::Status JobStore::MarkResumed(const std::string& job_id, int64_t from_step) {
+absl::Status SqliteJobStore::MarkResumed(const std::string& job_id, int64_t from_step) {
   if (from_step < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot resume from negative step ", from_step));
   }
   absl::MutexLock lock(&mu_);
-  SqliteDatabase& db = *db_;
+  Database& db = *db_;
   return InTransaction([&]() -> absl::Status {
     GAN_RETURN_IF_ERROR(RequireNotEnded(db, job_id, "resume"));
     GAN_ASSIGN_OR_RETURN(
@@ -708,7 +552,7 @@ absl::Status JobStore::MarkResumed(const std::string& job_id, int64_t from_step)
   });
 }
 
-absl::StatusOr<std::vector<JobRecord>> JobStore::JobsInState(gan::v1::JobState state) {
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::JobsInState(gan::v1::JobState state) {
   absl::MutexLock lock(&mu_);
   GAN_ASSIGN_OR_RETURN(Statement select,
                        db_->Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs"
@@ -718,7 +562,7 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::JobsInState(gan::v1::JobState s
   return ReadJobs(select);
 }
 
-absl::Status JobStore::CheckIntegrity() {
+absl::Status SqliteJobStore::CheckIntegrity() {
   absl::MutexLock lock(&mu_);
   GAN_ASSIGN_OR_RETURN(Statement check, db_->Prepare("PRAGMA integrity_check"));
   std::vector<std::string> report;
@@ -730,32 +574,6 @@ absl::Status JobStore::CheckIntegrity() {
   if (report.size() == 1 && report[0] == "ok") return absl::OkStatus();
   return absl::DataLossError(
       absl::StrCat("job database integrity check failed: ", absl::StrJoin(report, "; ")));
-}
-
-gan::v1::Job ToProto(const JobRecord& record) {
-  using google::protobuf::util::TimeUtil;
-  gan::v1::Job job;
-  job.set_job_id(record.job_id);
-  *job.mutable_spec() = record.spec;
-  job.set_state(record.state);
-  if (record.create_time != absl::InfinitePast()) {
-    *job.mutable_create_time() =
-        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(record.create_time));
-  }
-  if (record.start_time != absl::InfinitePast()) {
-    *job.mutable_start_time() =
-        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(record.start_time));
-  }
-  if (record.end_time != absl::InfinitePast()) {
-    *job.mutable_end_time() =
-        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(record.end_time));
-  }
-  job.set_step(record.step);
-  job.set_total_steps(record.total_steps);
-  job.set_latest_checkpoint_step(record.latest_checkpoint_step);
-  job.set_error_message(record.error_message);
-  job.set_request_id(record.request_id);
-  return job;
 }
 
 }  // namespace gan::server

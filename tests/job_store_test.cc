@@ -1,4 +1,4 @@
-#include "server/job_store.h"
+#include "server/sqlite_job_store.h"
 
 #include <sqlite3.h>
 
@@ -76,7 +76,7 @@ class JobStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = MakeTempDir("db") + "/jobs.db";
-    GAN_ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(path_));
+    GAN_ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(path_));
   }
 
   // Creates `n` jobs without request ids and returns their ids in creation order.
@@ -192,11 +192,11 @@ TEST_F(JobStoreTest, ListJobsAndCountJobsFilterByState) {
   EXPECT_THAT(ListAll(gan::v1::JOB_STATE_CANCELLED, 100, &pages), ElementsAre(ids[4]));
   EXPECT_THAT(ListAll(gan::v1::JOB_STATE_SUCCEEDED, 100, &pages), ::testing::IsEmpty());
 
-  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_UNSPECIFIED), 5);
-  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_QUEUED), 2);
-  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_RUNNING), 2);
-  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_CANCELLED), 1);
-  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_FAILED), 0);
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_UNSPECIFIED).value(), 5);
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_QUEUED).value(), 2);
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_RUNNING).value(), 2);
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_CANCELLED).value(), 1);
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_FAILED).value(), 0);
 }
 
 TEST_F(JobStoreTest, ListJobsRejectsInvalidTokensAndPageSizes) {
@@ -227,16 +227,21 @@ TEST_F(JobStoreTest, RequestIdReturnsTheFirstJob) {
   EXPECT_TRUE(created);
   EXPECT_EQ(first.request_id, "req-1");
 
-  // Same request id, different spec: nothing is inserted, the first job comes back (the caller
-  // compares specs and answers ALREADY_EXISTS).
-  GAN_ASSERT_OK_AND_ASSIGN(JobRecord again,
-                           store_->CreateJob("req-1", MakeSpec("tf-dcgan", 5), 5, &created));
+  // Same request id, different spec: nothing is inserted, ALREADY_EXISTS names the first job.
+  EXPECT_THAT(store_->CreateJob("req-1", MakeSpec("tf-dcgan", 5), 5, &created),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr(first.job_id)));
+  // Same request id and spec: nothing is inserted, the first job comes back, without asking
+  // whether a new job may be admitted.
+  GAN_ASSERT_OK_AND_ASSIGN(
+      JobRecord again,
+      store_->CreateJob("req-1", MakeSpec("seed", 100), 100,
+                        [] { return absl::ResourceExhaustedError("queue full"); }, &created));
   EXPECT_FALSE(created);
   EXPECT_EQ(again.job_id, first.job_id);
   EXPECT_EQ(again.request_id, "req-1");
   EXPECT_TRUE(SameSpec(again.spec, MakeSpec("seed", 100)));
   EXPECT_EQ(again.total_steps, 100);
-  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_UNSPECIFIED), 1);
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_UNSPECIFIED).value(), 1);
 
   // Still the same job after it ended.
   ASSERT_THAT(store_->MarkFinished(first.job_id, gan::v1::JOB_STATE_CANCELLED, ""), IsOk());
@@ -256,7 +261,7 @@ TEST_F(JobStoreTest, RequestIdReturnsTheFirstJob) {
                            store_->CreateJob("", MakeSpec("seed", 1), 1, &created));
   EXPECT_TRUE(created);
   EXPECT_NE(anon1.job_id, anon2.job_id);
-  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_UNSPECIFIED), 4);
+  EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_UNSPECIFIED).value(), 4);
 }
 
 TEST_F(JobStoreTest, StateTransitionsAndEndedJobsRefuseChanges) {
@@ -555,7 +560,7 @@ TEST_F(JobStoreTest, DataSurvivesClosingAndReopening) {
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord before, store_->GetJob(job.job_id));
 
   store_.reset();
-  GAN_ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(path_));
+  GAN_ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(path_));
   EXPECT_THAT(store_->CheckIntegrity(), IsOk());
 
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord after, store_->GetJob(job.job_id));
@@ -592,7 +597,7 @@ TEST_F(JobStoreTest, CommittedDataSurvivesKillNine) {
   // The child commits, then dies without closing the database (its WAL is never checkpointed).
   EXPECT_EXIT(
       {
-        absl::StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open(path_);
+        auto store = SqliteJobStore::Open(path_);
         if (!store.ok()) _exit(1);
         absl::StatusOr<JobRecord> job =
             (*store)->CreateJob("req-crash", MakeSpec("seed", 10), 10, nullptr);
@@ -603,7 +608,7 @@ TEST_F(JobStoreTest, CommittedDataSurvivesKillNine) {
       },
       ::testing::KilledBySignal(SIGKILL), "");
 
-  GAN_ASSERT_OK_AND_ASSIGN(store_, JobStore::Open(path_));
+  GAN_ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(path_));
   EXPECT_THAT(store_->CheckIntegrity(), IsOk());
   GAN_ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> running,
                            store_->JobsInState(gan::v1::JOB_STATE_RUNNING));
@@ -622,12 +627,12 @@ TEST_F(JobStoreTest, CheckIntegrityIsOk) {
 TEST_F(JobStoreTest, OpenRefusesANewerSchema) {
   store_.reset();
   ExecOnFile(path_, "PRAGMA user_version = 99;");
-  EXPECT_THAT(JobStore::Open(path_),
+  EXPECT_THAT(SqliteJobStore::Open(path_),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 99")));
 }
 
 TEST_F(JobStoreTest, OpenFailsInAMissingDirectory) {
-  EXPECT_THAT(JobStore::Open(MakeTempDir("empty") + "/missing/jobs.db"),
+  EXPECT_THAT(SqliteJobStore::Open(MakeTempDir("empty") + "/missing/jobs.db"),
               StatusIs(absl::StatusCode::kInternal, HasSubstr("missing/jobs.db")));
 }
 

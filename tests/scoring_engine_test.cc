@@ -6,6 +6,7 @@
 // concurrency.
 
 #include "server/scoring_engine.h"
+#include "server/server.h"
 
 #include <cmath>
 #include <cstdint>
@@ -202,7 +203,7 @@ class ScoringEngineTest : public ::testing::Test {
 };
 
 TEST_F(ScoringEngineTest, Uint8ScoresMatchTheDiscriminatorRunDirectly) {
-  ScoringOptions options;
+  ScoringOptions options = ScoringOptionsFrom(Options{});
   options.chunk = 4;  // 11 images: two full chunks and a tail
   ScoringEngine engine(options);
   constexpr int64_t n = 11;
@@ -223,7 +224,7 @@ TEST_F(ScoringEngineTest, Uint8ScoresMatchTheDiscriminatorRunDirectly) {
 }
 
 TEST_F(ScoringEngineTest, FloatScoresMatchTheDiscriminatorRunDirectly) {
-  ScoringEngine engine(ScoringOptions{});
+  ScoringEngine engine(ScoringOptionsFrom(Options{}));
   constexpr int64_t n = 5;
   const std::vector<uint8_t> noise = RandomBytes(n * kImageBytes, 2);
   std::vector<float> nhwc(noise.size());
@@ -261,7 +262,7 @@ TEST(ScoringEngineSeedTest, PyTorchSeedDiscriminatorScoresAsInPyTorch) {
   GAN_ASSERT_OK_AND_ASSIGN(std::vector<float> expected_probabilities,
                            GetF32(outputs, "probabilities", {n, 1}));
 
-  ScoringEngine engine(ScoringOptions{});
+  ScoringEngine engine(ScoringOptionsFrom(Options{}));
   gan::v1::ScoreRequest request;
   for (int64_t d : {n, int64_t{28}, int64_t{28}, int64_t{1}}) request.add_shape(d);
   request.set_float_pixels(FloatBytes(images));  // one channel: NCHW and NHWC coincide
@@ -280,7 +281,7 @@ TEST(ScoringEngineSeedTest, PyTorchSeedDiscriminatorScoresAsInPyTorch) {
 }
 
 TEST_F(ScoringEngineTest, MalformedRequestsAreInvalidArgumentNamingTheField) {
-  ScoringEngine engine(ScoringOptions{});
+  ScoringEngine engine(ScoringOptionsFrom(Options{}));
   const gan::v1::ScoreRequest valid = Uint8Request(RandomBytes(2 * kImageBytes, 3), 2);
   ASSERT_THAT(engine.Score(path_, valid).status(), IsOk());
 
@@ -342,7 +343,7 @@ TEST_F(ScoringEngineTest, MalformedRequestsAreInvalidArgumentNamingTheField) {
 }
 
 TEST_F(ScoringEngineTest, ShapeLimitsAreCheckedBeforeLoadingOrAllocating) {
-  ScoringOptions options;
+  ScoringOptions options = ScoringOptionsFrom(Options{});
   options.max_score_batch = 16;
   ScoringEngine engine(options);
   // A path that does not exist: these must fail on the request alone.
@@ -384,7 +385,7 @@ TEST_F(ScoringEngineTest, ShapeLimitsAreCheckedBeforeLoadingOrAllocating) {
 }
 
 TEST_F(ScoringEngineTest, MissingOrCorruptCheckpointsGiveTheLoadersStatusWithThePath) {
-  ScoringEngine engine(ScoringOptions{});
+  ScoringEngine engine(ScoringOptionsFrom(Options{}));
   const gan::v1::ScoreRequest request = Uint8Request(RandomBytes(kImageBytes, 6), 1);
 
   const std::string missing = dir_ + "/missing.safetensors";
@@ -426,7 +427,7 @@ TEST_F(ScoringEngineTest, MissingOrCorruptCheckpointsGiveTheLoadersStatusWithThe
 }
 
 TEST_F(ScoringEngineTest, SamplesAreReproducibleAndMatchTheGeneratorRunDirectly) {
-  ScoringOptions options;
+  ScoringOptions options = ScoringOptionsFrom(Options{});
   options.chunk = 4;
   options.max_sample_count = 10;
   ScoringEngine engine(options);
@@ -468,7 +469,7 @@ TEST_F(ScoringEngineTest, SamplesAreReproducibleAndMatchTheGeneratorRunDirectly)
 }
 
 TEST_F(ScoringEngineTest, CacheReusesLoadedModelsAndReloadsRewrittenFiles) {
-  ScoringOptions options;
+  ScoringOptions options = ScoringOptionsFrom(Options{});
   options.max_cached_models = 2;
   ScoringEngine engine(options);
   const gan::v1::ScoreRequest request = Uint8Request(RandomBytes(3 * kImageBytes, 7), 3);
@@ -510,7 +511,7 @@ TEST_F(ScoringEngineTest, CacheReusesLoadedModelsAndReloadsRewrittenFiles) {
 TEST_F(ScoringEngineTest, ConcurrentRequestsGiveTheSameAnswers) {
   const std::string other = dir_ + "/other.safetensors";
   Save(other, *MakeTrainer(30, 2));
-  ScoringOptions options;
+  ScoringOptions options = ScoringOptionsFrom(Options{});
   options.chunk = 4;
   ScoringEngine engine(options);
   const std::vector<std::string> paths = {path_, other};

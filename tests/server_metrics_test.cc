@@ -305,6 +305,16 @@ TEST_F(ServerMetricsTest, PrometheusScrapesJobLossesAndRpcCounts) {
     cancel.set_job_id(job.job_id());
     grpc::Status status = stub_->CancelJob(&context, cancel, &job);
     ASSERT_TRUE(status.ok()) << status.error_message();
+    // A running job becomes CANCELLED when its current step ends.
+    const absl::Time deadline = absl::Now() + absl::Seconds(40);
+    while (job.state() != gan::v1::JOB_STATE_CANCELLED && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+      grpc::ClientContext get_context;
+      gan::v1::GetJobRequest get;
+      get.set_job_id(job.job_id());
+      status = stub_->GetJob(&get_context, get, &job);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+    }
     ASSERT_EQ(job.state(), gan::v1::JOB_STATE_CANCELLED);
   }
   absl::StatusOr<std::string> exposition = HttpGet(metrics_port_, "/metrics");

@@ -32,6 +32,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gan/v1/service.grpc.pb.h"
@@ -45,8 +46,9 @@
 #include "core/gan_trainer.h"
 #include "core/presets.h"
 #include "core/safetensors.h"
-#include "server/job_store.h"
+#include "server/sqlite_job_store.h"
 #include "tests/child_process.h"
+#include "tests/test_jobs.h"
 #include "tests/test_util.h"
 
 
@@ -56,6 +58,9 @@ namespace {
 using ::gan::testing::ChildProcess;
 using ::gan::testing::GanServer;
 using ::gan::testing::IsOk;
+using ::gan::testing::LongJob;
+using ::gan::testing::MakeAdam;
+using ::gan::testing::TinyJob;
 using ::gan::testing::MakeTempDir;
 using ::gan::testing::StartGanServer;
 using ::gan::testing::StatusIs;
@@ -190,8 +195,10 @@ class Client {
   }
 
   // The whole stream, until the server closes it or `timeout` passes.
+  // Reads the job's stream to its end; `opened`, when given, is notified once the first event
+  // arrived (the stream is then open on the server).
   StreamResult Stream(const std::string& job_id, int64_t from_step,
-                      absl::Duration timeout = kJobTimeout) {
+                      absl::Duration timeout = kJobTimeout, absl::Notification* opened = nullptr) {
     gan::v1::StreamMetricsRequest request;
     request.set_job_id(job_id);
     request.set_from_step(from_step);
@@ -201,7 +208,10 @@ class Client {
         training_->StreamMetrics(&context, request);
     StreamResult result;
     MetricEvent event;
-    while (reader->Read(&event)) result.events.push_back(event);
+    while (reader->Read(&event)) {
+      result.events.push_back(event);
+      if (opened != nullptr && !opened->HasBeenNotified()) opened->Notify();
+    }
     result.status = ToAbsl(reader->Finish());
     return result;
   }
@@ -281,60 +291,6 @@ class Client {
   std::unique_ptr<gan::v1::TrainingService::Stub> training_;
   std::unique_ptr<gan::v1::ScoringService::Stub> scoring_;
 };
-
-gan::v1::AdamSpec Adam(float learning_rate) {
-  gan::v1::AdamSpec adam;
-  adam.set_learning_rate(learning_rate);
-  adam.set_beta1(0.5f);
-  adam.set_beta2(0.999f);
-  adam.set_epsilon(1e-7f);
-  return adam;
-}
-
-// An MLP GAN on 28x28x1 images, fast enough that its steps cost little more than their SQLite
-// writes. G: noise(16) -> Dense(64) -> ReLU -> Dense(784) -> Tanh -> Reshape(1, 28, 28);
-// D: Flatten -> Dense(32) -> LeakyReLU(0.2) -> Dense(1).
-JobSpec TinyJob(int64_t steps) {
-  JobSpec spec;
-  gan::v1::GanSpec* gan = spec.mutable_gan();
-  gan->mutable_noise()->set_distribution(gan::v1::NOISE_DISTRIBUTION_UNIFORM);
-  gan->mutable_noise()->set_dim(16);
-  gan->mutable_image_shape()->set_height(28);
-  gan->mutable_image_shape()->set_width(28);
-  gan->mutable_image_shape()->set_channels(1);
-  gan->set_batch_size(8);
-  auto* g = gan->mutable_generator();
-  g->add_layers()->mutable_dense()->set_units(64);
-  g->add_layers()->mutable_activation()->set_function(gan::v1::ACTIVATION_FUNCTION_RELU);
-  g->add_layers()->mutable_dense()->set_units(784);
-  g->add_layers()->mutable_activation()->set_function(gan::v1::ACTIVATION_FUNCTION_TANH);
-  auto* reshape = g->add_layers()->mutable_reshape();
-  reshape->set_channels(1);
-  reshape->set_height(28);
-  reshape->set_width(28);
-  auto* d = gan->mutable_discriminator();
-  d->add_layers()->mutable_flatten();
-  d->add_layers()->mutable_dense()->set_units(32);
-  auto* leaky = d->add_layers()->mutable_activation();
-  leaky->set_function(gan::v1::ACTIVATION_FUNCTION_LEAKY_RELU);
-  leaky->set_alpha(0.2f);
-  d->add_layers()->mutable_dense()->set_units(1);
-  *gan->mutable_generator_optimizer() = Adam(2e-4f);
-  *gan->mutable_discriminator_optimizer() = Adam(2e-4f);
-  spec.set_dataset("synthetic");
-  spec.set_steps(steps);
-  spec.set_seed(3);
-  return spec;
-}
-
-// A job that outlives any test (it is always cancelled): the tiny GAN for a million steps, with
-// few metric events and no checkpoint but the one written when it stops.
-JobSpec LongJob() {
-  JobSpec spec = TinyJob(1'000'000);
-  spec.set_checkpoint_every(1'000'000);
-  spec.set_metrics_every(1000);
-  return spec;
-}
 
 // The preset the service is built around, at batch 8 (each step well under a second).
 JobSpec DcganJob(int64_t steps) {
@@ -571,13 +527,15 @@ TEST_F(ServerTest, CancelsQueuedAndRunningJobs) {
   EXPECT_TRUE(cancelled_queued.has_end_time());
   EXPECT_EQ(cancelled_queued.step(), 0);
 
-  // A running one within a step, keeping a checkpoint.
+  // A running one: CancelJob returns at once with the job still RUNNING (it never waits for a
+  // training step); the job is CANCELLED when its current step ends, keeping a checkpoint.
   const absl::Time start = absl::Now();
-  GAN_ASSERT_OK_AND_ASSIGN(const Job cancelled_running, client_->Cancel(running.job_id()));
-  EXPECT_EQ(cancelled_running.state(), gan::v1::JOB_STATE_CANCELLED);
-  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
-  GAN_ASSERT_OK_AND_ASSIGN(const Job job, client_->Get(running.job_id()));
+  GAN_ASSERT_OK_AND_ASSIGN(const Job cancel_requested, client_->Cancel(running.job_id()));
+  EXPECT_EQ(cancel_requested.state(), gan::v1::JOB_STATE_RUNNING);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  GAN_ASSERT_OK_AND_ASSIGN(const Job job, client_->WaitUntilEnded(running.job_id()));
   EXPECT_EQ(job.state(), gan::v1::JOB_STATE_CANCELLED);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
   EXPECT_GT(job.step(), 0);
   EXPECT_GT(job.latest_checkpoint_step(), 0) << job.ShortDebugString();
   std::error_code error;
@@ -738,7 +696,7 @@ TEST_F(ServerTest, RejectsInvalidSubmissionsWithoutCreatingAnything) {
   }
   for (const float rate : {std::numeric_limits<float>::quiet_NaN(), -1e-4f, 0.0f}) {
     JobSpec spec = DcganJob(2);
-    *spec.mutable_generator_optimizer() = Adam(rate);
+    *spec.mutable_generator_optimizer() = MakeAdam(rate);
     invalid(absl::StrCat("generator learning_rate ", rate), spec, "learning_rate");
   }
   {
@@ -1010,8 +968,8 @@ TEST_F(ServerTest, ResumesAfterKillMinusNine) {
 
   GAN_ASSERT_OK_AND_ASSIGN(const int status, StopServer());
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << WaitStatusString(status);
-  GAN_ASSERT_OK_AND_ASSIGN(std::unique_ptr<JobStore> store,
-                           JobStore::Open(data_dir_ + "/jobs.sqlite"));
+  GAN_ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> store,
+                           SqliteJobStore::Open(data_dir_ + "/jobs.sqlite"));
   EXPECT_THAT(store->CheckIntegrity(), IsOk());
 }
 
@@ -1081,10 +1039,11 @@ TEST_F(ServerTest, SigtermStopsGracefullyAndTheJobResumes) {
   ASSERT_EQ(progress.state(), gan::v1::JOB_STATE_RUNNING);
 
   // A stream open during the shutdown ends too.
+  absl::Notification stream_opened;
   std::future<StreamResult> open_stream = std::async(std::launch::async, [&] {
-    return client_->Stream(submitted.job_id(), 0, absl::Seconds(60));
+    return client_->Stream(submitted.job_id(), 0, absl::Seconds(60), &stream_opened);
   });
-  absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_TRUE(stream_opened.WaitForNotificationWithTimeout(absl::Seconds(30)));
 
   const absl::Time start = absl::Now();
   GAN_ASSERT_OK_AND_ASSIGN(const int status, server_->Terminate(absl::Seconds(30)));

@@ -21,10 +21,13 @@
 #include "io/atomic_file.h"
 #include "core/dataset.h"
 #include "core/presets.h"
-#include "io/png_grid.h"
+#include "io/png.h"
 #include "core/sampler.h"
+#include "core/training_defaults.h"
 #include "core/training_run.h"
-#include "nlohmann/json.hpp"
+#include "core/step_metrics_proto.h"
+#include "google/protobuf/util/json_util.h"
+#include "proto/activation_names.h"
 
 namespace {
 
@@ -32,40 +35,38 @@ struct Flags {
   std::string preset = "seed";
   int64_t steps = 0;
   int64_t epochs = 0;
-  std::string dataset = "fashion-mnist";
+  std::string dataset = gan::kDefaultDataset;
   uint64_t seed = 1;
-  int64_t checkpoint_every = 500;
-  int keep_checkpoints = 3;
+  int64_t checkpoint_every = gan::kDefaultCheckpointEvery;
+  int keep_checkpoints = gan::kDefaultKeepCheckpoints;
   int64_t log_every = 10;
   int batch = 0;
-  int threads = 2;
+  int threads = gan::kDefaultTrainingThreads;
   std::string hidden_activation;
   std::string out;
   bool resume = false;
 };
 
 absl::StatusOr<gan::ImageDataset> LoadDataset(const std::string& name) {
-  if (name == "fashion-mnist") return gan::LoadFashionMnist();
-  if (name == "synthetic") return gan::MakeSyntheticDataset(8192, 1);
+  if (gan::IsBuiltinDataset(name)) return gan::LoadBuiltinDataset(name);
   return gan::LoadIdxImageDirectory(name, std::filesystem::path(name).filename().string());
 }
 
-absl::StatusOr<gan::v1::Activation> ParseActivation(const std::string& name) {
-  gan::v1::Activation a;
-  if (name == "leaky_relu") {
-    a.set_function(gan::v1::ACTIVATION_FUNCTION_LEAKY_RELU);
-    a.set_alpha(0.2f);
-  } else if (name == "relu") {
-    a.set_function(gan::v1::ACTIVATION_FUNCTION_RELU);
-  } else if (name == "tanh") {
-    a.set_function(gan::v1::ACTIVATION_FUNCTION_TANH);
-  } else if (name == "sigmoid") {
-    a.set_function(gan::v1::ACTIVATION_FUNCTION_SIGMOID);
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--hidden_activation: unknown '", name, "' (leaky_relu, relu, tanh or sigmoid)"));
+// One metrics.jsonl line: the API's StepMetrics in protobuf's JSON mapping with the .proto field
+// names (images_per_second, gradient_norms; int64 fields are JSON strings, as the mapping says),
+// so a line parses straight into gan.v1.StepMetrics.
+absl::StatusOr<std::string> MetricsJsonLine(const gan::StepMetrics& m, int64_t epoch,
+                                            double images_per_s) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::string line;
+  const auto status = google::protobuf::util::MessageToJsonString(
+      gan::StepMetricsToProto(m, epoch, images_per_s), &line, options);
+  if (!status.ok()) {
+    return absl::InternalError(absl::StrCat("metrics line: ", status.ToString()));
   }
-  return a;
+  return line;
 }
 
 // Keeps the metrics of steps before `resume_step`, so every step appears exactly once.
@@ -74,22 +75,13 @@ absl::Status TruncateMetrics(const std::string& path, int64_t resume_step) {
   if (!in) return absl::OkStatus();
   std::string kept, line;
   while (std::getline(in, line)) {
-    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.contains("step") && j["step"].is_number_integer() &&
-        j["step"].get<int64_t>() < resume_step) {
+    gan::v1::StepMetrics step;
+    if (google::protobuf::util::JsonStringToMessage(line, &step).ok() &&
+        step.step() < resume_step) {
       kept += line + "\n";
     }
   }
   return gan::WriteFileAtomically(path, kept);
-}
-
-nlohmann::json MetricsJson(const gan::StepMetrics& m, int64_t epoch, double images_per_s) {
-  nlohmann::json j = {{"step", m.step},         {"epoch", epoch},
-                      {"d_loss", m.d_loss},     {"g_loss", m.g_loss},
-                      {"d_real", m.d_real},     {"d_fake", m.d_fake},
-                      {"d_accuracy", m.d_accuracy}, {"images_per_s", images_per_s}};
-  for (const gan::LayerGradNorm& g : m.grad_norms) j["grad_norms"][g.layer] = g.norm;
-  return j;
 }
 
 int Fail(const absl::Status& status) {
@@ -103,8 +95,11 @@ int Train(const Flags& flags) {
   if (!spec.ok()) return Fail(spec.status());
   if (flags.batch > 0) spec->set_batch_size(flags.batch);
   if (!flags.hidden_activation.empty()) {
-    auto activation = ParseActivation(flags.hidden_activation);
-    if (!activation.ok()) return Fail(activation.status());
+    auto activation = gan::ParseActivationName(flags.hidden_activation);
+    if (!activation.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--hidden_activation: ", activation.status().message())));
+    }
     gan::SetHiddenActivations(*activation, spec->mutable_discriminator());
   }
   const auto load_start = std::chrono::steady_clock::now();
@@ -153,7 +148,12 @@ int Train(const Flags& flags) {
                                              : 0.95 * images_per_s_avg + 0.05 * images_per_s;
     const int64_t done = m.step + 1;
     if (done % flags.log_every != 0 && done != options.total_steps) return;
-    metrics << MetricsJson(m, epoch, images_per_s).dump() << "\n";
+    absl::StatusOr<std::string> line = MetricsJsonLine(m, epoch, images_per_s);
+    if (!line.ok()) {
+      std::fprintf(stderr, "gan-train: %s\n", line.status().ToString().c_str());
+      return;
+    }
+    metrics << *line << "\n";
     metrics.flush();
     std::printf("step %6lld/%lld  epoch %lld  d_loss %.4f  g_loss %.4f  D(x) %.3f  D(G(z)) %.3f  "
                 "acc %.3f  %.0f img/s\n",

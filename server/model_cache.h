@@ -1,0 +1,84 @@
+#ifndef GAN_SERVER_MODEL_CACHE_H_
+#define GAN_SERVER_MODEL_CACHE_H_
+
+// Checkpoints loaded for inference, in an LRU cache keyed by path. A checkpoint is a safetensors
+// file written by the trainer (core/checkpoint.h) whose metadata holds the GanSpec as JSON and the
+// step; a loaded model holds both networks' weights (no optimizer state). An entry is reused only
+// while the file's (mtime, size, device, inode) are unchanged, so a checkpoint rewritten in place
+// is loaded again.
+//
+// Thread-safe. Models of different checkpoints load and run in parallel; uses of the same model
+// serialize on that model's mutex (oneDNN networks are not thread-safe). A model evicted while in
+// use stays alive until its last use ends. A failed load is not cached: the next use tries again.
+
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "core/gan_spec.h"
+#include "core/parameter_store.h"
+#include "core/sampler.h"
+#include "core/scorer.h"
+
+namespace gan::server {
+
+// A loaded checkpoint: both networks' weights and the inference networks over them.
+struct LoadedModel {
+  int64_t step = 0;
+  gan::v1::NoiseSpec noise;
+  GanShapes shapes;
+  int height = 0, width = 0, channels = 0;
+  std::unique_ptr<ParameterStore> generator, discriminator;
+  std::unique_ptr<Scorer> scorer;    // `chunk` images per pass
+  std::unique_ptr<Sampler> sampler;  // built by the first user that samples
+};
+
+struct ModelCacheOptions {
+  int max_cached_models = 1;  // at least 1
+  int64_t chunk = 1;          // images per inference pass; at least 1
+  GanLimits limits;           // caps applied to the spec stored in a checkpoint
+};
+
+class ModelCache {
+ public:
+  explicit ModelCache(const ModelCacheOptions& options);
+  ModelCache(const ModelCache&) = delete;
+  ModelCache& operator=(const ModelCache&) = delete;
+
+  // Runs `fn` on the model of `path` (loading it first when needed) holding that model's mutex.
+  // A missing or unreadable checkpoint gives the loader's status (NOT_FOUND, INVALID_ARGUMENT,
+  // ...) with the path in the message.
+  absl::Status WithModel(const std::string& path, absl::FunctionRef<absl::Status(LoadedModel&)> fn);
+
+  // Checkpoints currently cached.
+  int cached_models() const;
+  // Checkpoint files read from disk since construction (a miss or a changed file).
+  int64_t models_loaded() const;
+
+ private:
+  struct FileVersion;
+  struct Entry;
+
+  // The entry of the file's current version, created (not yet loaded) when absent or stale.
+  absl::StatusOr<std::shared_ptr<Entry>> Acquire(const std::string& path);
+  // Drops `entry` unless it was replaced meanwhile.
+  void Forget(const Entry* entry);
+
+  const ModelCacheOptions options_;
+  mutable absl::Mutex mu_;
+  // Most recently used first; index_ maps a path to its position.
+  std::list<std::shared_ptr<Entry>> lru_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::list<std::shared_ptr<Entry>>::iterator> index_ ABSL_GUARDED_BY(mu_);
+  int64_t models_loaded_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace gan::server
+
+#endif  // GAN_SERVER_MODEL_CACHE_H_

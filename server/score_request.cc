@@ -1,0 +1,116 @@
+#include "server/score_request.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "io/status_macros.h"
+
+namespace gan::server {
+namespace {
+
+template <typename... Parts>
+absl::Status InvalidArgument(absl::string_view field, const Parts&... parts) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", parts...));
+}
+
+// "(2, 32, 32, 1)".
+std::string ShapeString(absl::Span<const int64_t> shape) {
+  return absl::StrCat("(", absl::StrJoin(shape, ", "), ")");
+}
+
+float LoadFloatLittleEndian(const char* p) {
+  const auto* b = reinterpret_cast<const unsigned char*>(p);
+  const uint32_t bits =
+      uint32_t{b[0]} | uint32_t{b[1]} << 8 | uint32_t{b[2]} << 16 | uint32_t{b[3]} << 24;
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> CheckImageShape(absl::Span<const int64_t> shape, int64_t max_images) {
+  if (shape.size() != 4) {
+    return InvalidArgument("shape", "expected 4 dimensions (N, H, W, C), got ", shape.size());
+  }
+  for (int64_t d : shape) {
+    if (d <= 0) {
+      return InvalidArgument("shape", "every dimension must be positive, got ", ShapeString(shape));
+    }
+  }
+  int64_t elements = 1;
+  for (int64_t d : shape) {
+    if (__builtin_mul_overflow(elements, d, &elements)) {
+      return InvalidArgument("shape", "element count overflows");
+    }
+  }
+  int64_t float_bytes;
+  if (__builtin_mul_overflow(elements, int64_t{sizeof(float)}, &float_bytes)) {
+    return InvalidArgument("shape", "element count overflows");
+  }
+  if (shape[0] > max_images) {
+    return InvalidArgument("shape", "N ", shape[0], " exceeds --max_score_batch ", max_images);
+  }
+  return elements;
+}
+
+absl::StatusOr<std::vector<float>> DecodeScoreImages(const gan::v1::ScoreRequest& request,
+                                                     int64_t max_images, int height, int width,
+                                                     int channels) {
+  const absl::Span<const int64_t> shape(request.shape().data(), request.shape().size());
+  GAN_ASSIGN_OR_RETURN(const int64_t elements, CheckImageShape(shape, max_images));
+  if (request.pixels_case() == gan::v1::ScoreRequest::PIXELS_NOT_SET) {
+    return InvalidArgument("pixels", "set uint8_pixels or float_pixels");
+  }
+  const int64_t n = shape[0], h = shape[1], w = shape[2], c = shape[3];
+  if (h != height || w != width || c != channels) {
+    return InvalidArgument("shape", "expected (N, ", height, ", ", width, ", ", channels,
+                           "), got ", ShapeString(shape));
+  }
+  const bool uint8 = request.pixels_case() == gan::v1::ScoreRequest::kUint8Pixels;
+  // CheckImageShape made sure elements * 4 fits.
+  if (uint8) {
+    const int64_t bytes = static_cast<int64_t>(request.uint8_pixels().size());
+    if (bytes != elements) {
+      return InvalidArgument("uint8_pixels", bytes, " bytes for shape ", ShapeString(shape),
+                             " which needs ", elements);
+    }
+  } else {
+    const std::string& payload = request.float_pixels();
+    const int64_t bytes = static_cast<int64_t>(payload.size());
+    if (bytes != elements * 4) {
+      return InvalidArgument("float_pixels", bytes, " bytes for shape ", ShapeString(shape),
+                             " which needs ", elements * 4, " (4 per float32 value)");
+    }
+    for (int64_t i = 0; i < elements; ++i) {
+      const float v = LoadFloatLittleEndian(payload.data() + i * 4);
+      if (!std::isfinite(v)) {
+        return InvalidArgument("float_pixels", "value ", v, " at index ", i,
+                               " is not a finite number");
+      }
+      if (v < -1.0f || v > 1.0f) {
+        return InvalidArgument("float_pixels", "value ", v, " at index ", i,
+                               " is outside [-1, 1]");
+      }
+    }
+  }
+  // NHWC payload -> NCHW floats.
+  std::vector<float> images(static_cast<size_t>(elements));
+  const int64_t plane = h * w;
+  const char* data = uint8 ? request.uint8_pixels().data() : request.float_pixels().data();
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t p = 0; p < plane; ++p) {
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const int64_t src = (i * plane + p) * c + ch;
+        images[(i * c + ch) * plane + p] = uint8
+                                               ? static_cast<unsigned char>(data[src]) / 127.5f - 1.0f
+                                               : LoadFloatLittleEndian(data + src * 4);
+      }
+    }
+  }
+  return images;
+}
+
+}  // namespace gan::server

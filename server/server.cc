@@ -1,0 +1,232 @@
+#include "server/server.h"
+
+#include <chrono>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "io/status_macros.h"
+#include "prometheus/exposer.h"
+#include "server/dataset_registry.h"
+#include "server/executor.h"
+#include "server/log.h"
+#include "server/process_collector.h"
+#include "server/server_metrics.h"
+#include "server/service_impl.h"
+#include "server/sqlite_job_store.h"
+
+namespace gan::server {
+
+JobManagerOptions JobManagerOptionsFrom(const Options& options) {
+  JobManagerOptions jobs;
+  jobs.data_dir = options.data_dir;
+  jobs.max_concurrent_jobs = options.max_concurrent_jobs;
+  jobs.max_queued_jobs = options.max_queued_jobs;
+  jobs.threads_per_job = options.threads_per_job;
+  jobs.defaults.dataset = options.default_dataset;
+  jobs.defaults.checkpoint_every = options.checkpoint_every;
+  jobs.defaults.keep_checkpoints = options.keep_checkpoints;
+  jobs.defaults.max_steps = options.max_steps;
+  jobs.defaults.limits.max_batch_size = options.max_batch_size;
+  return jobs;
+}
+
+ScoringOptions ScoringOptionsFrom(const Options& options) {
+  ScoringOptions scoring;
+  scoring.max_cached_models = options.max_cached_models;
+  scoring.chunk = options.inference_chunk;
+  scoring.max_score_batch = options.max_score_batch;
+  scoring.max_sample_count = options.max_sample_count;
+  return scoring;
+}
+
+// Everything the server owns, declared in the order it is built; destroyed in reverse, so
+// nothing outlives what it uses.
+struct Server::Parts {
+  Options options;
+  std::unique_ptr<JobStore> store;
+  ServerMetrics metrics;
+  std::shared_ptr<ProcessCollector> process_collector = std::make_shared<ProcessCollector>();
+  std::unique_ptr<DatasetRegistry> datasets;
+  std::unique_ptr<JobManager> jobs;
+  std::unique_ptr<ScoringEngine> scoring;
+  std::unique_ptr<Executor> control;
+  std::unique_ptr<Executor> inference;
+  std::unique_ptr<TrainingServiceImpl> training_service;
+  std::unique_ptr<ScoringServiceImpl> scoring_service;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  std::unique_ptr<grpc::Server> grpc_server;
+
+  absl::Mutex mu;
+  bool shut_down ABSL_GUARDED_BY(mu) = false;
+  absl::Notification stopped;
+};
+
+namespace {
+
+void LogConfiguration(const Options& o) {
+  // Every option but secrets (there are none yet; keep it so when some arrive).
+  log::Info("server starting",
+            {{"listen", o.listen},
+             {"metrics_listen", o.metrics_listen},
+             {"data_dir", o.data_dir},
+             {"default_dataset", o.default_dataset},
+             {"log_format", o.log_format},
+             {"max_concurrent_jobs", o.max_concurrent_jobs},
+             {"max_queued_jobs", o.max_queued_jobs},
+             {"threads_per_job", o.threads_per_job},
+             {"checkpoint_every", o.checkpoint_every},
+             {"keep_checkpoints", o.keep_checkpoints},
+             {"max_steps", o.max_steps},
+             {"max_batch_size", o.max_batch_size},
+             {"control_threads", o.control_threads},
+             {"max_control_queue", o.max_control_queue},
+             {"inference_threads", o.inference_threads},
+             {"max_inference_queue", o.max_inference_queue},
+             {"max_score_batch", o.max_score_batch},
+             {"max_sample_count", o.max_sample_count},
+             {"max_cached_models", o.max_cached_models},
+             {"inference_chunk", o.inference_chunk},
+             {"max_message_bytes", o.max_message_bytes},
+             {"max_concurrent_streams", o.max_concurrent_streams},
+             {"shutdown_grace_seconds", o.shutdown_grace_seconds}});
+}
+
+// What flag parsing cannot check; messages name the flag.
+absl::Status ValidateOptions(const Options& o) {
+  for (const auto& [name, value] :
+       {std::pair<const char*, const std::string*>{"--listen", &o.listen},
+        {"--data_dir", &o.data_dir},
+        {"--default_dataset", &o.default_dataset},
+        {"--fashion_mnist_dir", &o.fashion_mnist_dir}}) {
+    if (value->empty()) return absl::InvalidArgumentError(absl::StrCat(name, ": must not be empty"));
+  }
+  if (o.max_concurrent_jobs < 1 || o.threads_per_job < 1 || o.control_threads < 1 ||
+      o.inference_threads < 1 || o.max_cached_models < 1 || o.inference_chunk < 1) {
+    return absl::InvalidArgumentError(
+        "--max_concurrent_jobs, --threads_per_job, --control_threads, --inference_threads, "
+        "--max_cached_models and --inference_chunk must be >= 1");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& options) {
+  log::Format format = log::Format::kText;
+  const absl::Status format_status = log::ParseFormat(options.log_format, &format);
+  log::SetFormat(format);
+  LogConfiguration(options);  // also when it is refused, so the log shows what was asked
+  GAN_RETURN_IF_ERROR(format_status);
+  GAN_RETURN_IF_ERROR(ValidateOptions(options));
+
+  auto parts = std::make_unique<Parts>();
+  parts->options = options;
+  std::error_code error;
+  std::filesystem::create_directories(options.data_dir, error);
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--data_dir ", options.data_dir, ": cannot create it: ", error.message()));
+  }
+  GAN_ASSIGN_OR_RETURN(parts->store, SqliteJobStore::Open(options.data_dir + "/jobs.sqlite"));
+  parts->datasets = std::make_unique<DatasetRegistry>(options.data_dir, options.fashion_mnist_dir);
+  JobManagerOptions job_options = JobManagerOptionsFrom(options);
+  job_options.metrics = &parts->metrics;
+  parts->jobs =
+      std::make_unique<JobManager>(parts->store.get(), parts->datasets.get(), job_options);
+  parts->scoring = std::make_unique<ScoringEngine>(ScoringOptionsFrom(options));
+  parts->control =
+      std::make_unique<Executor>("control", options.control_threads, options.max_control_queue);
+  parts->inference = std::make_unique<Executor>("inference", options.inference_threads,
+                                                options.max_inference_queue);
+  ServiceBackends backends;
+  backends.jobs = parts->jobs.get();
+  backends.scoring = parts->scoring.get();
+  backends.control = parts->control.get();
+  backends.inference = parts->inference.get();
+  backends.metrics = &parts->metrics;
+  parts->training_service = std::make_unique<TrainingServiceImpl>(backends);
+  parts->scoring_service = std::make_unique<ScoringServiceImpl>(backends);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(parts->training_service.get());
+  builder.RegisterService(parts->scoring_service.get());
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                             options.max_connection_idle_seconds * 1000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                             options.max_connection_age_seconds * 1000);
+  // Jobs left by an earlier process are queued before any new submission can arrive.
+  GAN_RETURN_IF_ERROR(parts->jobs->Start());
+
+  int metrics_port = 0;
+  if (!options.metrics_listen.empty()) {
+    // Metrics are auxiliary: an address that cannot be bound (another server on this host has the
+    // default port) is logged and the service runs without them.
+    try {
+      parts->exposer = std::make_unique<prometheus::Exposer>(options.metrics_listen);
+      parts->exposer->RegisterCollectable(parts->metrics.registry());
+      parts->exposer->RegisterCollectable(parts->process_collector);
+      const std::vector<int> ports = parts->exposer->GetListeningPorts();
+      metrics_port = ports.empty() ? 0 : ports.front();
+    } catch (const std::exception& e) {
+      parts->exposer.reset();
+      log::Warning("metrics disabled: cannot serve --metrics_listen",
+                   {{"metrics_listen", options.metrics_listen}, {"error", e.what()}});
+    }
+  }
+  parts->grpc_server = builder.BuildAndStart();
+  if (parts->grpc_server == nullptr || port == 0) {
+    parts->jobs->Shutdown();
+    return absl::UnavailableError(absl::StrCat("--listen ", options.listen, ": cannot listen"));
+  }
+  parts->grpc_server->GetHealthCheckService()->SetServingStatus(true);
+  log::Info("server listening", {{"listen", options.listen},
+                                 {"port", port},
+                                 {"metrics_port", metrics_port},
+                                 {"data_dir", options.data_dir}});
+  std::unique_ptr<Server> server(new Server(std::move(parts)));
+  server->port_ = port;
+  server->metrics_port_ = metrics_port;
+  return server;
+}
+
+Server::Server(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+
+Server::~Server() { Shutdown(); }
+
+void Server::Wait() { parts_->stopped.WaitForNotification(); }
+
+void Server::Shutdown() {
+  {
+    absl::MutexLock lock(&parts_->mu);
+    if (parts_->shut_down) return;
+    parts_->shut_down = true;
+  }
+  Parts& p = *parts_;
+  log::Info("shutdown started: health is NOT_SERVING");
+  p.grpc_server->GetHealthCheckService()->SetServingStatus(false);
+  p.jobs->Shutdown();  // running jobs checkpoint after their current step; streams are woken
+  log::Info("jobs stopped; in-flight calls get the grace period",
+            {{"shutdown_grace_seconds", p.options.shutdown_grace_seconds}});
+  // The executors keep serving while gRPC drains, so calls already handed off still finish.
+  p.grpc_server->Shutdown(std::chrono::system_clock::now() +
+                          std::chrono::seconds(p.options.shutdown_grace_seconds));
+  p.control->Shutdown();
+  p.inference->Shutdown();
+  p.exposer.reset();
+  log::Info("server stopped");
+  p.stopped.Notify();
+}
+
+}  // namespace gan::server

@@ -1,0 +1,122 @@
+#ifndef GAN_SERVER_SERVER_H_
+#define GAN_SERVER_SERVER_H_
+
+// The GAN training service as a library: gan-server's main() only maps flags onto Options, and
+// tests run the same Server in-process.
+//
+//   gan::server::Options options;
+//   options.listen = "127.0.0.1:0";
+//   auto server = gan::server::Server::BuildAndStart(options);
+//   ... (*server)->port() ...
+//   (*server)->Shutdown();
+//
+// Serves gan.v1.TrainingService, gan.v1.ScoringService, grpc.health.v1.Health and server
+// reflection on `listen`, and Prometheus metrics on `metrics_listen`.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/dataset.h"
+#include "core/gan_spec.h"
+#include "core/training_defaults.h"
+#include "server/job_manager.h"
+#include "server/scoring_engine.h"
+
+namespace gan::server {
+
+// Every server option and its default, in one place; gan-server has one flag per field, named
+// like it (--listen, --max_queued_jobs, ...).
+struct Options {
+  // gRPC address (host:port; port 0 picks a free one, see Server::port()).
+  std::string listen = "127.0.0.1:50051";
+  // Prometheus /metrics address (host:port); empty disables metrics. An address that cannot be
+  // bound is logged and the service runs without metrics.
+  std::string metrics_listen = "127.0.0.1:9464";
+  // The SQLite job store (jobs.sqlite), checkpoints (jobs/<id>/checkpoints) and datasets/<name>/.
+  std::string data_dir = "./gan-data";
+  // Dataset of jobs that name none.
+  std::string default_dataset = gan::kDefaultDataset;
+  // Where Debian's dataset-fashion-mnist installs the built-in "fashion-mnist".
+  std::string fashion_mnist_dir = gan::kFashionMnistDir;
+  // Log lines on stderr: "text" or "json" (JSON lines for log collectors).
+  std::string log_format = "text";
+
+  // Jobs training at once (worker threads), and jobs waiting beyond them before SubmitJob is
+  // RESOURCE_EXHAUSTED.
+  int max_concurrent_jobs = 1;
+  int max_queued_jobs = 64;
+  // OpenMP threads of one training job.
+  int threads_per_job = gan::kDefaultTrainingThreads;
+  // Defaults for jobs whose spec leaves them unset.
+  int64_t checkpoint_every = gan::kDefaultCheckpointEvery;
+  int keep_checkpoints = gan::kDefaultKeepCheckpoints;
+  // Caps on what a job may ask for.
+  int64_t max_steps = 10'000'000;
+  int max_batch_size = GanLimits{}.max_batch_size;
+
+  // Threads and waiting calls for SubmitJob and CancelJob (store commits, dataset loading).
+  int control_threads = 2;
+  int max_control_queue = 128;
+  // Threads and waiting calls for Score and SampleImages (model loading and inference).
+  int inference_threads = 2;
+  int max_inference_queue = 256;
+  // Most images in one Score request, and in one SampleImages call.
+  int64_t max_score_batch = 1024;
+  int max_sample_count = 1024;
+  // Checkpoints kept loaded for scoring and sampling (least recently used evicted first).
+  int max_cached_models = 4;
+  // Images per inference pass (the networks' batch size for scoring and sampling).
+  int inference_chunk = 64;
+
+  // Largest request or response; larger requests are RESOURCE_EXHAUSTED.
+  int max_message_bytes = 16 << 20;
+  // HTTP/2 streams per connection; connections idle or older than these are closed.
+  int max_concurrent_streams = 100;
+  int max_connection_idle_seconds = 300;
+  int max_connection_age_seconds = 3600;
+  // After Shutdown starts, how long in-flight calls may finish before they are cancelled. A
+  // training step in progress is never interrupted: shutdown first waits for every running job
+  // to finish its current step and write its checkpoint (each logged), so it takes up to one
+  // step plus one checkpoint write plus this grace.
+  int shutdown_grace_seconds = 5;
+};
+
+// The parts of Options each component takes.
+JobManagerOptions JobManagerOptionsFrom(const Options& options);
+ScoringOptions ScoringOptionsFrom(const Options& options);
+
+class Server {
+ public:
+  // Creates the data directory, opens the job store, recovers jobs left by an earlier process,
+  // and starts serving. The status names what failed (e.g. an address that cannot be bound).
+  static absl::StatusOr<std::unique_ptr<Server>> BuildAndStart(const Options& options);
+
+  // Shuts down if still running.
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The bound gRPC port, and the metrics port (0 when metrics are off or could not be bound).
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
+
+  // Blocks until Shutdown has finished.
+  void Wait();
+  // Health turns NOT_SERVING; running jobs stop after their current step and checkpoint (they
+  // resume at the next start); streams end; in-flight calls get shutdown_grace_seconds. Logged
+  // step by step. Idempotent; safe from any thread but the gRPC ones.
+  void Shutdown();
+
+ private:
+  struct Parts;
+  explicit Server(std::unique_ptr<Parts> parts);
+
+  std::unique_ptr<Parts> parts_;
+  int port_ = 0;
+  int metrics_port_ = 0;
+};
+
+}  // namespace gan::server
+
+#endif  // GAN_SERVER_SERVER_H_

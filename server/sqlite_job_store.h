@@ -1,0 +1,67 @@
+#ifndef GAN_SERVER_SQLITE_JOB_STORE_H_
+#define GAN_SERVER_SQLITE_JOB_STORE_H_
+
+// The embedded job store: one SQLite file in WAL mode with synchronous=FULL, so a call that
+// returned OK has committed, and the commit survives kill -9 and power loss. The store holds one
+// connection behind a mutex, so calls run one at a time; each multi-statement change is one
+// transaction (BEGIN IMMEDIATE ... COMMIT).
+
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "server/job_store.h"
+#include "server/sqlite.h"
+
+namespace gan::server {
+
+class SqliteJobStore final : public JobStore {
+ public:
+  // Opens (creating if needed) the database file at `path` and creates or checks the schema.
+  // The directory must exist. FAILED_PRECONDITION if the file was written by a newer schema.
+  static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path);
+
+  ~SqliteJobStore() override;
+  SqliteJobStore(const SqliteJobStore&) = delete;
+  SqliteJobStore& operator=(const SqliteJobStore&) = delete;
+
+  using JobStore::CreateJob;
+  absl::StatusOr<JobRecord> CreateJob(const std::string& request_id, const gan::v1::JobSpec& spec,
+                                      int64_t total_steps, AdmitFn admit, bool* created) override;
+  absl::StatusOr<JobRecord> GetJob(const std::string& job_id) override;
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(gan::v1::JobState state, int page_size,
+                                                  const std::string& page_token,
+                                                  std::string* next_page_token) override;
+  absl::StatusOr<int64_t> CountJobs(gan::v1::JobState state) override;
+  absl::Status MarkRunning(const std::string& job_id) override;
+  absl::Status MarkFinished(const std::string& job_id, gan::v1::JobState final_state,
+                            const std::string& error_message) override;
+  absl::Status SetStep(const std::string& job_id, int64_t step) override;
+  absl::StatusOr<int64_t> AppendMetric(const std::string& job_id, int64_t step,
+                                       const gan::v1::MetricEvent& event) override;
+  absl::StatusOr<std::vector<MetricRow>> ReadMetrics(const std::string& job_id, int64_t from_step,
+                                                     int64_t after_sequence, int limit) override;
+  absl::Status RecordCheckpoint(const std::string& job_id, int64_t step,
+                                const std::string& path) override;
+  absl::StatusOr<std::vector<CheckpointRow>> ListCheckpoints(const std::string& job_id) override;
+  absl::Status DeleteCheckpointRow(const std::string& job_id, int64_t step) override;
+  absl::Status MarkResumed(const std::string& job_id, int64_t from_step) override;
+  absl::StatusOr<std::vector<JobRecord>> JobsInState(gan::v1::JobState state) override;
+  // SQLite's `PRAGMA integrity_check`.
+  absl::Status CheckIntegrity() override;
+
+ private:
+  explicit SqliteJobStore(std::unique_ptr<sqlite::Database> db);
+
+  // Runs `body` between BEGIN IMMEDIATE and COMMIT; rolls back when `body` or COMMIT fails.
+  absl::Status InTransaction(absl::FunctionRef<absl::Status()> body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  std::unique_ptr<sqlite::Database> db_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace gan::server
+
+#endif  // GAN_SERVER_SQLITE_JOB_STORE_H_
