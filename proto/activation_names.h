@@ -5,9 +5,8 @@
 // "sigmoid", "linear"), shared by gan-train and ganctl. "leaky_relu" means slope 0.2 (the seed
 // discriminator's).
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "gan/v1/spec.pb.h"
 
 namespace gan {

@@ -33,8 +33,7 @@ absl::Status CheckName(const std::string& name) {
 DatasetRegistry::DatasetRegistry(std::string data_dir, std::string fashion_mnist_dir)
     : data_dir_(std::move(data_dir)), fashion_mnist_dir_(std::move(fashion_mnist_dir)) {}
 
-absl::StatusOr<std::shared_ptr<const ImageDataset>> DatasetRegistry::Load(
-    const std::string& name) {
+absl::StatusOr<std::shared_ptr<const ImageDataset>> DatasetRegistry::Load(const std::string& name) {
   if (auto s = CheckName(name); !s.ok()) return s;
   {
     absl::MutexLock lock(&mu_);

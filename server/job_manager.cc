@@ -107,8 +107,8 @@ absl::StatusOr<gan::v1::Job> JobManager::Submit(const std::string& request_id,
     return absl::OkStatus();
   };
   bool created = false;
-  GAN_ASSIGN_OR_RETURN(JobRecord record, store_->CreateJob(request_id, spec, resolved.total_steps,
-                                                           admit, &created));
+  GAN_ASSIGN_OR_RETURN(JobRecord record,
+                       store_->CreateJob(request_id, spec, resolved.total_steps, admit, &created));
   if (created) {
     queue_.push_back({record.job_id, false});
     if (options_.metrics != nullptr) options_.metrics->JobSubmitted();
@@ -130,9 +130,9 @@ absl::StatusOr<gan::v1::ListJobsResponse> JobManager::List(
     const gan::v1::ListJobsRequest& request) {
   gan::v1::ListJobsResponse response;
   std::string next;
-  GAN_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs,
-                       store_->ListJobs(request.state(), request.page_size(),
-                                        request.page_token(), &next));
+  GAN_ASSIGN_OR_RETURN(
+      std::vector<JobRecord> jobs,
+      store_->ListJobs(request.state(), request.page_size(), request.page_token(), &next));
   for (const JobRecord& r : jobs) *response.add_jobs() = ToProto(r);
   response.set_next_page_token(next);
   return response;
@@ -141,8 +141,8 @@ absl::StatusOr<gan::v1::ListJobsResponse> JobManager::List(
 absl::StatusOr<gan::v1::Job> JobManager::Cancel(const std::string& job_id) {
   GAN_ASSIGN_OR_RETURN(JobRecord record, store_->GetJob(job_id));
   if (IsTerminal(record.state)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "job ", job_id, " already ended (", gan::v1::JobState_Name(record.state), ")"));
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " already ended (",
+                                                      gan::v1::JobState_Name(record.state), ")"));
   }
   bool was_queued = false;
   {
@@ -175,9 +175,9 @@ absl::StatusOr<std::string> JobManager::CheckpointPath(const std::string& job_id
   GAN_ASSIGN_OR_RETURN(JobRecord record, store_->GetJob(job_id));
   GAN_ASSIGN_OR_RETURN(std::vector<CheckpointRow> rows, store_->ListCheckpoints(job_id));
   if (rows.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", job_id, " has no checkpoint yet (it is ",
-                     gan::v1::JobState_Name(record.state), ")"));
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id,
+                                                      " has no checkpoint yet (it is ",
+                                                      gan::v1::JobState_Name(record.state), ")"));
   }
   if (step == 0) return rows.back().path;
   for (const CheckpointRow& row : rows) {
@@ -237,7 +237,8 @@ void JobManager::Finish(const std::string& job_id, gan::v1::JobState state,
       log::Error("job's finished event not stored", {{"job_id", job_id}, {"status", s}});
     }
   } else {
-    log::Error("job's final record not readable", {{"job_id", job_id}, {"status", record.status()}});
+    log::Error("job's final record not readable",
+               {{"job_id", job_id}, {"status", record.status()}});
   }
   const int64_t step = record.ok() ? record->step : -1;
   if (state == gan::v1::JOB_STATE_FAILED) {
@@ -289,8 +290,8 @@ bool JobManager::RunJob(const QueuedJob& job) {
   const std::string& id = job.job_id;
   absl::StatusOr<JobRecord> record = store_->GetJob(id);
   if (!record.ok()) {
-    log::Error("job not started: the store failed; retrying", {{"job_id", id},
-                                                               {"status", record.status()}});
+    log::Error("job not started: the store failed; retrying",
+               {{"job_id", id}, {"status", record.status()}});
     return false;
   }
   if (IsTerminal(record->state)) return true;  // cancelled or finished meanwhile

@@ -11,10 +11,10 @@
 // commits to the store; callers run it off gRPC threads. Cancel never waits for a training step.
 // Thread-safe.
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <deque>
 #include <set>
 #include <string>
 #include <thread>
@@ -33,7 +33,7 @@ namespace gan::server {
 
 // Filled from the server's Options (server/server.h), the one home of their defaults.
 struct JobManagerOptions {
-  std::string data_dir;  // jobs/<job_id>/checkpoints live here
+  std::string data_dir;         // jobs/<job_id>/checkpoints live here
   int max_concurrent_jobs = 0;  // worker threads; at least 1
   int max_queued_jobs = 0;      // queued jobs before Submit is RESOURCE_EXHAUSTED
   int threads_per_job = 0;      // OpenMP threads of one job's oneDNN primitives; at least 1
@@ -56,8 +56,7 @@ class JobManager {
   // it waits for: a step in progress is never interrupted). Idempotent.
   void Shutdown();
 
-  absl::StatusOr<gan::v1::Job> Submit(const std::string& request_id,
-                                      const gan::v1::JobSpec& spec);
+  absl::StatusOr<gan::v1::Job> Submit(const std::string& request_id, const gan::v1::JobSpec& spec);
   absl::StatusOr<gan::v1::Job> Get(const std::string& job_id);
   absl::StatusOr<gan::v1::ListJobsResponse> List(const gan::v1::ListJobsRequest& request);
   // A queued job is CANCELLED at once. A running job is asked to stop and the call returns
@@ -105,8 +104,7 @@ class JobManager {
   std::vector<std::thread> workers_;
 
   absl::Mutex waiters_mu_;
-  std::map<std::string, std::vector<std::function<void()>>> waiters_
-      ABSL_GUARDED_BY(waiters_mu_);
+  std::map<std::string, std::vector<std::function<void()>>> waiters_ ABSL_GUARDED_BY(waiters_mu_);
 };
 
 }  // namespace gan::server

@@ -15,8 +15,7 @@ absl::Status Invalid(absl::string_view field, absl::string_view what) {
 }  // namespace
 
 absl::StatusOr<ResolvedJob> ResolveJobSpec(const gan::v1::JobSpec& spec,
-                                           const JobDefaults& defaults,
-                                           DatasetRegistry* datasets) {
+                                           const JobDefaults& defaults, DatasetRegistry* datasets) {
   ResolvedJob job;
   if (spec.has_gan()) {
     job.gan = spec.gan();
@@ -26,8 +25,7 @@ absl::StatusOr<ResolvedJob> ResolveJobSpec(const gan::v1::JobSpec& spec,
     GAN_ASSIGN_OR_RETURN(job.gan, PresetSpec(spec.preset()));
   }
   if (spec.has_discriminator_hidden_activation()) {
-    SetHiddenActivations(spec.discriminator_hidden_activation(),
-                         job.gan.mutable_discriminator());
+    SetHiddenActivations(spec.discriminator_hidden_activation(), job.gan.mutable_discriminator());
   }
   if (spec.batch_size() < 0) return Invalid("batch_size", "must be > 0 (or 0 for the default)");
   if (spec.batch_size() > 0) job.gan.set_batch_size(spec.batch_size());
@@ -70,9 +68,9 @@ absl::StatusOr<ResolvedJob> ResolveJobSpec(const gan::v1::JobSpec& spec,
   }
   job.total_steps = spec.steps() > 0 ? spec.steps() : spec.epochs() * per_epoch;
   if (job.total_steps > defaults.max_steps) {
-    return Invalid(spec.steps() > 0 ? "steps" : "epochs",
-                   absl::StrCat(job.total_steps, " steps exceed the limit of ",
-                                defaults.max_steps));
+    return Invalid(
+        spec.steps() > 0 ? "steps" : "epochs",
+        absl::StrCat(job.total_steps, " steps exceed the limit of ", defaults.max_steps));
   }
   job.seed = spec.seed();
   job.checkpoint_every =

@@ -37,8 +37,7 @@ struct ResolvedJob {
 // INVALID_ARGUMENT naming the field for a bad spec; the dataset's own status (NOT_FOUND,
 // FAILED_PRECONDITION for a missing built-in) when it cannot be loaded.
 absl::StatusOr<ResolvedJob> ResolveJobSpec(const gan::v1::JobSpec& spec,
-                                           const JobDefaults& defaults,
-                                           DatasetRegistry* datasets);
+                                           const JobDefaults& defaults, DatasetRegistry* datasets);
 
 }  // namespace gan::server
 

@@ -75,7 +75,8 @@ class JobStore {
   // The same, always admitting.
   absl::StatusOr<JobRecord> CreateJob(const std::string& request_id, const gan::v1::JobSpec& spec,
                                       int64_t total_steps, bool* created) {
-    return CreateJob(request_id, spec, total_steps, [] { return absl::OkStatus(); }, created);
+    return CreateJob(
+        request_id, spec, total_steps, [] { return absl::OkStatus(); }, created);
   }
 
   virtual absl::StatusOr<JobRecord> GetJob(const std::string& job_id) = 0;
@@ -117,8 +118,7 @@ class JobStore {
   // step >= from_step, in sequence order. A reader pages with after_sequence = last sequence seen.
   virtual absl::StatusOr<std::vector<MetricRow>> ReadMetrics(const std::string& job_id,
                                                              int64_t from_step,
-                                                             int64_t after_sequence,
-                                                             int limit) = 0;
+                                                             int64_t after_sequence, int limit) = 0;
 
   // In one transaction: records the checkpoint at `step` (replacing the path of an earlier row at
   // the same step) and sets the job's latest_checkpoint_step and step to `step`.
@@ -126,8 +126,7 @@ class JobStore {
                                         const std::string& path) = 0;
 
   // The job's checkpoint rows, ascending step.
-  virtual absl::StatusOr<std::vector<CheckpointRow>> ListCheckpoints(
-      const std::string& job_id) = 0;
+  virtual absl::StatusOr<std::vector<CheckpointRow>> ListCheckpoints(const std::string& job_id) = 0;
 
   // Removes one checkpoint row (the caller removes the file); NOT_FOUND if there is none. When it
   // was the newest, latest_checkpoint_step falls back to the newest remaining row (0 if none).

@@ -18,7 +18,7 @@ std::atomic<Format> g_format{Format::kText};
 void ApplyPattern(spdlog::logger& logger, Format format) {
   if (format == Format::kJson) {
     logger.set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l",%v})",
-                         spdlog::pattern_time_type::utc);
+                       spdlog::pattern_time_type::utc);
   } else {
     logger.set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l %v", spdlog::pattern_time_type::utc);
   }
@@ -39,8 +39,8 @@ spdlog::logger& Logger() {
 }
 
 std::string JsonString(absl::string_view s) {
-  return nlohmann::json(std::string(s)).dump(-1, ' ', false,
-                                             nlohmann::json::error_handler_t::replace);
+  return nlohmann::json(std::string(s))
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string Line(absl::string_view event, std::initializer_list<Field> fields) {
@@ -96,9 +96,9 @@ Field::Field(absl::string_view key, bool value)
     : key_(key), value_(value ? "true" : "false"), quoted_(false) {}
 Field::Field(absl::string_view key, const absl::Status& status)
     : key_(key),
-      value_(status.ok() ? "OK"
-                         : absl::StrCat(absl::StatusCodeToString(status.code()), ": ",
-                                        status.message())),
+      value_(status.ok()
+                 ? "OK"
+                 : absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message())),
       quoted_(true) {}
 
 void Info(absl::string_view event, std::initializer_list<Field> fields) {

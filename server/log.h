@@ -4,16 +4,17 @@
 // The server's log: one line per event on stderr, through spdlog. Text lines read
 //   2026-12-03T09:00:00.123456Z info job started job_id=job-0123 step=0
 // and JSON lines (for Kubernetes log collectors)
-//   {"time":"2026-12-03T09:00:00.123456Z","level":"info","msg":"job started","job_id":"job-0123",...}
+//   {"time":"2026-12-03T09:00:00.123456Z","level":"info","msg":"job
+//   started","job_id":"job-0123",...}
 // An event is a short fixed phrase; everything variable goes into fields, so lines can be searched.
 // Secrets (tokens, keys) must never be passed as fields. Thread-safe.
 
 #include <cstdint>
 #include <initializer_list>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace gan::server::log {
 

@@ -31,8 +31,8 @@ Statement& Statement::BindTextOrNull(absl::string_view value) {
 
 Statement& Statement::BindBlob(absl::string_view value) {
   if (value.empty()) return Check(sqlite3_bind_zeroblob(stmt_, next_index_++, 0));
-  return Check(sqlite3_bind_blob(stmt_, next_index_++, value.data(),
-                                 static_cast<int>(value.size()), SQLITE_TRANSIENT));
+  return Check(sqlite3_bind_blob(stmt_, next_index_++, value.data(), static_cast<int>(value.size()),
+                                 SQLITE_TRANSIENT));
 }
 
 Statement& Statement::BindTime(absl::Time value) {
@@ -89,9 +89,9 @@ absl::Status Statement::Error() const {
 
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path) {
   sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   std::unique_ptr<Database> db(new Database(raw));  // closes `raw` on every path
   if (rc != SQLITE_OK) {
     return absl::InternalError(absl::StrCat("cannot open database ", path, ": ",

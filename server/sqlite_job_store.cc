@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
-#include <random>
 #include <optional>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,11 +21,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "io/status_macros.h"
-#include "server/job_state.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
+#include "io/status_macros.h"
+#include "server/job_state.h"
 
 namespace gan::server {
 namespace {
@@ -72,7 +72,7 @@ PRAGMA user_version = 1;
 )sql";
 
 // The columns ReadJob expects, in order.
-#define GAN_JOB_COLUMNS                                                                  \
+#define GAN_JOB_COLUMNS                                                                 \
   "job_id, request_id, spec, state, create_time_us, start_time_us, end_time_us, step, " \
   "total_steps, latest_checkpoint_step, error_message"
 
@@ -157,8 +157,7 @@ absl::Status RequireJob(Database& db, const std::string& job_id) {
 
 // NOT_FOUND for an unknown job, FAILED_PRECONDITION for one that ended; `action` names the
 // refused change ("start", "finish", "resume").
-absl::Status RequireNotEnded(Database& db, const std::string& job_id,
-                             absl::string_view action) {
+absl::Status RequireNotEnded(Database& db, const std::string& job_id, absl::string_view action) {
   GAN_ASSIGN_OR_RETURN(gan::v1::JobState state, LoadState(db, job_id));
   if (IsTerminal(state)) {
     return absl::FailedPreconditionError(absl::StrCat("cannot ", action, " job \"", job_id,
@@ -181,9 +180,8 @@ absl::StatusOr<int64_t> InsertMetric(Database& db, const std::string& job_id, in
 // Page tokens: web-safe base64 of "1:<state>:<create_time_us>:<job_id>", the position of the last
 // job returned and the filter it was returned under.
 std::string EncodePageToken(gan::v1::JobState state, const JobRecord& last) {
-  return absl::WebSafeBase64Escape(absl::StrCat("1:", static_cast<int>(state), ":",
-                                                absl::ToUnixMicros(last.create_time), ":",
-                                                last.job_id));
+  return absl::WebSafeBase64Escape(absl::StrCat(
+      "1:", static_cast<int>(state), ":", absl::ToUnixMicros(last.create_time), ":", last.job_id));
 }
 
 struct PageCursor {
@@ -204,11 +202,11 @@ absl::StatusOr<PageCursor> DecodePageToken(const std::string& token, gan::v1::Jo
     return invalid;
   }
   if (token_state != static_cast<int>(state)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "page_token was issued for state filter ",
-        gan::v1::JobState_IsValid(token_state) ? gan::v1::JobState_Name(token_state)
-                                               : std::to_string(token_state),
-        ", not ", gan::v1::JobState_Name(state)));
+    return absl::InvalidArgumentError(absl::StrCat("page_token was issued for state filter ",
+                                                   gan::v1::JobState_IsValid(token_state)
+                                                       ? gan::v1::JobState_Name(token_state)
+                                                       : std::to_string(token_state),
+                                                   ", not ", gan::v1::JobState_Name(state)));
   }
   cursor.job_id = std::move(parts[3]);
   return cursor;
@@ -226,9 +224,9 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
     GAN_ASSIGN_OR_RETURN(Statement journal, db->Prepare("PRAGMA journal_mode = WAL"));
     GAN_ASSIGN_OR_RETURN(bool row, journal.Step());
     if (!row || journal.Text(0) != "wal") {
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot put the job database ", path, " in WAL mode (journal mode is \"",
-                       row ? journal.Text(0) : "", "\")"));
+      return absl::FailedPreconditionError(absl::StrCat("cannot put the job database ", path,
+                                                        " in WAL mode (journal mode is \"",
+                                                        row ? journal.Text(0) : "", "\")"));
     }
   }
   GAN_RETURN_IF_ERROR(db->Exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"));
@@ -245,9 +243,9 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
       const int64_t user_version = row ? version.Int64(0) : 0;
       if (user_version == 0) return conn.Exec(kSchemaV1);
       if (user_version > kSchemaVersion) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "the job database ", path, " has schema version ", user_version,
-            ", newer than this server's ", kSchemaVersion, "; run a newer server"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("the job database ", path, " has schema version ", user_version,
+                         ", newer than this server's ", kSchemaVersion, "; run a newer server"));
       }
       return absl::OkStatus();
     }));
@@ -276,9 +274,8 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const std::string& request_i
   bool inserted = false;
   GAN_RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
     if (!request_id.empty()) {
-      GAN_ASSIGN_OR_RETURN(
-          Statement select,
-          db.Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs WHERE request_id = ?"));
+      GAN_ASSIGN_OR_RETURN(Statement select,
+                           db.Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs WHERE request_id = ?"));
       select.BindText(request_id);
       GAN_ASSIGN_OR_RETURN(bool row, select.Step());
       if (row) {
@@ -330,9 +327,10 @@ absl::StatusOr<JobRecord> SqliteJobStore::GetJob(const std::string& job_id) {
   return LoadJob(*db_, job_id);
 }
 
-absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(gan::v1::JobState state, int page_size,
-                                                          const std::string& page_token,
-                                                          std::string* next_page_token) {
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(gan::v1::JobState state,
+                                                                int page_size,
+                                                                const std::string& page_token,
+                                                                std::string* next_page_token) {
   if (page_size < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("page_size must not be negative, got ", page_size));
@@ -345,12 +343,11 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(gan::v1::JobStat
 
   absl::MutexLock lock(&mu_);
   // ?1 state filter (0: all); ?2 whether a cursor is set; (?3, ?4) the last job already returned.
-  GAN_ASSIGN_OR_RETURN(
-      Statement select,
-      db_->Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs"
-                   " WHERE (?1 = 0 OR state = ?1)"
-                   " AND (?2 = 0 OR (create_time_us, job_id) < (?3, ?4))"
-                   " ORDER BY create_time_us DESC, job_id DESC LIMIT ?5"));
+  GAN_ASSIGN_OR_RETURN(Statement select,
+                       db_->Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs"
+                                    " WHERE (?1 = 0 OR state = ?1)"
+                                    " AND (?2 = 0 OR (create_time_us, job_id) < (?3, ?4))"
+                                    " ORDER BY create_time_us DESC, job_id DESC LIMIT ?5"));
   select.Bind(state)
       .Bind(page_token.empty() ? 0 : 1)
       .Bind(cursor.create_time_us)
@@ -390,7 +387,7 @@ absl::Status SqliteJobStore::MarkRunning(const std::string& job_id) {
 }
 
 absl::Status SqliteJobStore::MarkFinished(const std::string& job_id, gan::v1::JobState final_state,
-                                    const std::string& error_message) {
+                                          const std::string& error_message) {
   if (!IsTerminal(final_state)) {
     return absl::InvalidArgumentError(
         absl::StrCat("a job cannot finish in state ", gan::v1::JobState_Name(final_state)));
@@ -399,10 +396,9 @@ absl::Status SqliteJobStore::MarkFinished(const std::string& job_id, gan::v1::Jo
   Database& db = *db_;
   return InTransaction([&]() -> absl::Status {
     GAN_RETURN_IF_ERROR(RequireNotEnded(db, job_id, "finish"));
-    GAN_ASSIGN_OR_RETURN(
-        Statement update,
-        db.Prepare("UPDATE jobs SET state = ?, end_time_us = ?, error_message = ? "
-                   "WHERE job_id = ?"));
+    GAN_ASSIGN_OR_RETURN(Statement update,
+                         db.Prepare("UPDATE jobs SET state = ?, end_time_us = ?, error_message = ? "
+                                    "WHERE job_id = ?"));
     update.Bind(final_state).BindTime(absl::Now()).BindText(error_message).BindText(job_id);
     return update.Run();
   });
@@ -418,7 +414,7 @@ absl::Status SqliteJobStore::SetStep(const std::string& job_id, int64_t step) {
 }
 
 absl::StatusOr<int64_t> SqliteJobStore::AppendMetric(const std::string& job_id, int64_t step,
-                                               const gan::v1::MetricEvent& event) {
+                                                     const gan::v1::MetricEvent& event) {
   absl::MutexLock lock(&mu_);
   Database& db = *db_;
   int64_t sequence = 0;
@@ -431,8 +427,9 @@ absl::StatusOr<int64_t> SqliteJobStore::AppendMetric(const std::string& job_id, 
 }
 
 absl::StatusOr<std::vector<MetricRow>> SqliteJobStore::ReadMetrics(const std::string& job_id,
-                                                             int64_t from_step,
-                                                             int64_t after_sequence, int limit) {
+                                                                   int64_t from_step,
+                                                                   int64_t after_sequence,
+                                                                   int limit) {
   if (limit <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("limit must be positive, got ", limit));
   }
@@ -458,10 +455,9 @@ absl::StatusOr<std::vector<MetricRow>> SqliteJobStore::ReadMetrics(const std::st
 }
 
 absl::Status SqliteJobStore::RecordCheckpoint(const std::string& job_id, int64_t step,
-                                        const std::string& path) {
+                                              const std::string& path) {
   if (step <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("checkpoint step must be positive, got ", step));
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint step must be positive, got ", step));
   }
   absl::MutexLock lock(&mu_);
   Database& db = *db_;
@@ -481,7 +477,8 @@ absl::Status SqliteJobStore::RecordCheckpoint(const std::string& job_id, int64_t
   });
 }
 
-absl::StatusOr<std::vector<CheckpointRow>> SqliteJobStore::ListCheckpoints(const std::string& job_id) {
+absl::StatusOr<std::vector<CheckpointRow>> SqliteJobStore::ListCheckpoints(
+    const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   GAN_RETURN_IF_ERROR(RequireJob(*db_, job_id));
   GAN_ASSIGN_OR_RETURN(
@@ -520,16 +517,14 @@ absl::Status SqliteJobStore::DeleteCheckpointRow(const std::string& job_id, int6
 
 absl::Status SqliteJobStore::MarkResumed(const std::string& job_id, int64_t from_step) {
   if (from_step < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot resume from negative step ", from_step));
+    return absl::InvalidArgumentError(absl::StrCat("cannot resume from negative step ", from_step));
   }
   absl::MutexLock lock(&mu_);
   Database& db = *db_;
   return InTransaction([&]() -> absl::Status {
     GAN_RETURN_IF_ERROR(RequireNotEnded(db, job_id, "resume"));
-    GAN_ASSIGN_OR_RETURN(
-        Statement drop_events,
-        db.Prepare("DELETE FROM metric_events WHERE job_id = ? AND step >= ?"));
+    GAN_ASSIGN_OR_RETURN(Statement drop_events,
+                         db.Prepare("DELETE FROM metric_events WHERE job_id = ? AND step >= ?"));
     drop_events.BindText(job_id).Bind(from_step);
     GAN_RETURN_IF_ERROR(drop_events.Run());
     GAN_ASSIGN_OR_RETURN(Statement drop_checkpoints,
@@ -554,10 +549,9 @@ absl::Status SqliteJobStore::MarkResumed(const std::string& job_id, int64_t from
 
 absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::JobsInState(gan::v1::JobState state) {
   absl::MutexLock lock(&mu_);
-  GAN_ASSIGN_OR_RETURN(Statement select,
-                       db_->Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs"
-                                    " WHERE (?1 = 0 OR state = ?1)"
-                                    " ORDER BY create_time_us, job_id"));
+  GAN_ASSIGN_OR_RETURN(Statement select, db_->Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs"
+                                                      " WHERE (?1 = 0 OR state = ?1)"
+                                                      " ORDER BY create_time_us, job_id"));
   select.Bind(state);
   return ReadJobs(select);
 }

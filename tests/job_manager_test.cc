@@ -127,7 +127,8 @@ class JobManagerTest : public ::testing::Test {
     options.data_dir = dir_;
     options.max_queued_jobs = max_queued_jobs;
     options.threads_per_job = 1;
-    manager_ = std::make_unique<JobManager>(store_.get(), &datasets_, JobManagerOptionsFrom(options));
+    manager_ =
+        std::make_unique<JobManager>(store_.get(), &datasets_, JobManagerOptionsFrom(options));
     ASSERT_THAT(manager_->Start(), IsOk());
   }
 
@@ -141,8 +142,8 @@ class JobManagerTest : public ::testing::Test {
       if (!job.ok() && !injected) return job;
       if (job.ok() && done(*job)) return job;
       if (absl::Now() > deadline) {
-        return absl::DeadlineExceededError(
-            "job " + job_id + " is " + (job.ok() ? job->ShortDebugString() : "unreadable"));
+        return absl::DeadlineExceededError("job " + job_id + " is " +
+                                           (job.ok() ? job->ShortDebugString() : "unreadable"));
       }
       absl::SleepFor(absl::Milliseconds(10));
     }
@@ -276,7 +277,8 @@ TEST_F(JobManagerTest, BadSpecsAreRefusedBeforeAnythingIsStored) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("steps")));
   spec = TinyJob(5);
   spec.set_dataset("no-such-dataset");
-  EXPECT_THAT(manager_->Submit("", spec), StatusIs(absl::StatusCode::kNotFound, HasSubstr("no-such-dataset")));
+  EXPECT_THAT(manager_->Submit("", spec),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no-such-dataset")));
   gan::v1::ListJobsRequest all;
   GAN_ASSERT_OK_AND_ASSIGN(const gan::v1::ListJobsResponse listed, manager_->List(all));
   EXPECT_EQ(listed.jobs_size(), 0);

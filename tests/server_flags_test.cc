@@ -61,26 +61,23 @@ TEST_P(ServerStringFlagTest, AnEmptyValueNeverSwallowsTheNextFlag) {
   EXPECT_THAT((*server)->err(), Not(HasSubstr("'--max_sample_count")));
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryStringOption, ServerStringFlagTest,
-                         ::testing::Values(StringFlagCase{"metrics_listen", true},
-                                           StringFlagCase{"listen", false},
-                                           StringFlagCase{"data_dir", false},
-                                           StringFlagCase{"default_dataset", false},
-                                           StringFlagCase{"fashion_mnist_dir", false},
-                                           StringFlagCase{"log_format", false}),
-                         [](const ::testing::TestParamInfo<StringFlagCase>& info) {
-                           return info.param.flag;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    EveryStringOption, ServerStringFlagTest,
+    ::testing::Values(StringFlagCase{"metrics_listen", true}, StringFlagCase{"listen", false},
+                      StringFlagCase{"data_dir", false}, StringFlagCase{"default_dataset", false},
+                      StringFlagCase{"fashion_mnist_dir", false},
+                      StringFlagCase{"log_format", false}),
+    [](const ::testing::TestParamInfo<StringFlagCase>& info) { return info.param.flag; });
 
 TEST(ServerLogFormatTest, JsonLogLinesAreJsonObjectsWithTimeLevelAndMessage) {
   const std::string dir = MakeTempDir("server_log_format_json");
   ChildOptions options;
   options.capture_stderr = true;
   options.null_stdin = true;
-  auto server = ChildProcess::Start(
-      {BinaryNextToTests("gan-server"), "--listen=127.0.0.1:0", "--metrics_listen=",
-       "--data_dir=" + dir + "/data", "--log_format=json"},
-      options);
+  auto server =
+      ChildProcess::Start({BinaryNextToTests("gan-server"), "--listen=127.0.0.1:0",
+                           "--metrics_listen=", "--data_dir=" + dir + "/data", "--log_format=json"},
+                          options);
   ASSERT_TRUE(server.ok()) << server.status();
   ASSERT_TRUE((*server)->ReadLine(absl::Now() + absl::Seconds(30)).ok()) << (*server)->err();
   absl::StatusOr<int> status = (*server)->Terminate(absl::Seconds(30));

@@ -1,8 +1,6 @@
 // The server as a library: Server::BuildAndStart in this process (no child process), driven
 // through a real gRPC channel on loopback.
 
-#include "server/server.h"
-
 #include <chrono>
 #include <memory>
 #include <string>
@@ -13,6 +11,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "server/server.h"
 #include "tests/test_jobs.h"
 #include "tests/test_util.h"
 

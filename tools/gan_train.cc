@@ -18,15 +18,15 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
-#include "io/atomic_file.h"
 #include "core/dataset.h"
 #include "core/presets.h"
-#include "io/png.h"
 #include "core/sampler.h"
+#include "core/step_metrics_proto.h"
 #include "core/training_defaults.h"
 #include "core/training_run.h"
-#include "core/step_metrics_proto.h"
 #include "google/protobuf/util/json_util.h"
+#include "io/atomic_file.h"
+#include "io/png.h"
 #include "proto/activation_names.h"
 
 namespace {
@@ -130,13 +130,13 @@ int Train(const Flags& flags) {
         options.checkpoint_dir, " already holds checkpoints; pass --resume or another --out")));
   }
   std::ofstream metrics(metrics_path, flags.resume ? std::ios::app : std::ios::trunc);
-  std::printf("preset %s, dataset %s (%lld images), batch %d, %lld steps (%lld per epoch), "
-              "seed %llu, %d threads\n",
-              flags.preset.c_str(), dataset->name().c_str(),
-              static_cast<long long>(dataset->size()), spec->batch_size(),
-              static_cast<long long>(options.total_steps),
-              static_cast<long long>(batches_per_epoch),
-              static_cast<unsigned long long>(flags.seed), flags.threads);
+  std::printf(
+      "preset %s, dataset %s (%lld images), batch %d, %lld steps (%lld per epoch), "
+      "seed %llu, %d threads\n",
+      flags.preset.c_str(), dataset->name().c_str(), static_cast<long long>(dataset->size()),
+      spec->batch_size(), static_cast<long long>(options.total_steps),
+      static_cast<long long>(batches_per_epoch), static_cast<unsigned long long>(flags.seed),
+      flags.threads);
 
   bool finite = true;
   double images_per_s_avg = 0;
@@ -144,8 +144,8 @@ int Train(const Flags& flags) {
   gan::TrainingCallbacks callbacks;
   callbacks.on_step = [&](const gan::StepMetrics& m, int64_t epoch, double images_per_s) {
     finite = finite && std::isfinite(m.d_loss) && std::isfinite(m.g_loss);
-    images_per_s_avg = images_per_s_avg == 0 ? images_per_s
-                                             : 0.95 * images_per_s_avg + 0.05 * images_per_s;
+    images_per_s_avg =
+        images_per_s_avg == 0 ? images_per_s : 0.95 * images_per_s_avg + 0.05 * images_per_s;
     const int64_t done = m.step + 1;
     if (done % flags.log_every != 0 && done != options.total_steps) return;
     absl::StatusOr<std::string> line = MetricsJsonLine(m, epoch, images_per_s);
@@ -155,11 +155,12 @@ int Train(const Flags& flags) {
     }
     metrics << *line << "\n";
     metrics.flush();
-    std::printf("step %6lld/%lld  epoch %lld  d_loss %.4f  g_loss %.4f  D(x) %.3f  D(G(z)) %.3f  "
-                "acc %.3f  %.0f img/s\n",
-                static_cast<long long>(done), static_cast<long long>(options.total_steps),
-                static_cast<long long>(epoch), m.d_loss, m.g_loss, m.d_real, m.d_fake,
-                m.d_accuracy, images_per_s_avg);
+    std::printf(
+        "step %6lld/%lld  epoch %lld  d_loss %.4f  g_loss %.4f  D(x) %.3f  D(G(z)) %.3f  "
+        "acc %.3f  %.0f img/s\n",
+        static_cast<long long>(done), static_cast<long long>(options.total_steps),
+        static_cast<long long>(epoch), m.d_loss, m.g_loss, m.d_real, m.d_fake, m.d_accuracy,
+        images_per_s_avg);
     std::fflush(stdout);
   };
   callbacks.on_checkpoint = [](int64_t step, const std::string& path) {
@@ -170,8 +171,8 @@ int Train(const Flags& flags) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
 
   gan::GanTrainer& trainer = (*run)->trainer();
-  auto sampler = gan::Sampler::Create(trainer.shapes().generator, &trainer.generator(),
-                                      spec->noise());
+  auto sampler =
+      gan::Sampler::Create(trainer.shapes().generator, &trainer.generator(), spec->noise());
   if (!sampler.ok()) return Fail(sampler.status());
   const gan::v1::ImageShape& image = spec->image_shape();
   constexpr int kSamples = 64;
@@ -189,8 +190,7 @@ int Train(const Flags& flags) {
   }
   std::printf("trained steps %lld..%lld in %.1f s (data loaded in %.1f s); losses %s\n",
               static_cast<long long>(start_step), static_cast<long long>(options.total_steps),
-              seconds,
-              std::chrono::duration<double>(train_start - load_start).count(),
+              seconds, std::chrono::duration<double>(train_start - load_start).count(),
               finite ? "finite throughout" : "NOT FINITE at some step");
   std::printf("samples: %s\nmetrics: %s\n", png.c_str(), metrics_path.c_str());
   return finite ? 0 : 3;
@@ -216,8 +216,7 @@ int main(int argc, char** argv) {
                  "steps between checkpoints (0: only the final one)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--keep_checkpoints", flags.keep_checkpoints,
-                 "newest checkpoints kept (0: all)")
+  app.add_option("--keep_checkpoints", flags.keep_checkpoints, "newest checkpoints kept (0: all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--log_every", flags.log_every, "steps between progress lines / metrics")
@@ -225,8 +224,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   app.add_option("--batch", flags.batch, "batch size (default: the preset's)")
       ->check(CLI::Range(1, 4096));
-  app.add_option("--threads", flags.threads, "OpenMP threads")->capture_default_str()->check(
-      CLI::Range(1, 256));
+  app.add_option("--threads", flags.threads, "OpenMP threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   app.add_option("--hidden_activation", flags.hidden_activation,
                  "replace the discriminator's hidden activations: leaky_relu, relu, tanh, sigmoid");
   app.add_option("--out", flags.out, "output directory")->required();
