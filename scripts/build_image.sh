@@ -4,7 +4,7 @@
 # Usage: scripts/build_image.sh [--tag gan-server:dev] [--no-proof | --proof-only] [-- build args...]
 #
 # With a running Docker engine (`docker info` succeeds) it uses `docker build` and proves the image
-# with `docker run`. Otherwise it uses podman as docs ENVIRONMENT.md describes: installs podman and
+# with `docker run`. Otherwise it uses podman as docs/development.md describes: installs podman and
 # debootstrap when missing, makes docker.io/library/debian:bookworm-slim locally with debootstrap
 # when no such image exists (no registry is reachable), builds with chroot isolation and
 # --format docker (OCI would drop HEALTHCHECK), and, since `podman run` does not work there, mounts

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, starts gan-server on loopback, trains the seed GAN on
-# Fashion-MNIST for a short job through the API with ganctl (printing its losses), draws samples
-# into runs/demo/samples.png, scores them with the trained discriminator, and stops the server.
+# Installs what is missing (scripts/setup.sh's build-and-run group), builds, starts gan-server on
+# loopback, trains the seed GAN on Fashion-MNIST for a short job through the API with ganctl
+# (printing its losses), draws samples into runs/demo/samples.png, scores them with the trained
+# discriminator, and stops the server.
 #   scripts/demo.sh [STEPS]   (default 300)
 set -euo pipefail
 cd "$(dirname "$0")/.."

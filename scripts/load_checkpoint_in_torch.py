@@ -8,7 +8,7 @@ Run with Debian's PyTorch (the `python3` on PATH may have no torch):
     /usr/bin/python3 scripts/load_checkpoint_in_torch.py CHECKPOINT --preset seed   # preset builders
 
 Builds the generator and discriminator as torch.nn.Sequential with one entry per spec entry
-(docs/ARCHITECTURE.md, "Conventions"): by default from the GanSpec JSON in the checkpoint's
+(docs/architecture.md, "Conventions"): by default from the GanSpec JSON in the checkpoint's
 "spec" metadata, or with --preset from the preset builders of make_reference_data.py. Each network
 loads its "<model>." tensors (prefix stripped, optimizer tensors ignored) with
 load_state_dict(strict=True). As a further check, the generator draws a few samples in eval mode

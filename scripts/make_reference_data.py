@@ -15,7 +15,7 @@ safetensors package needed): an 8-byte little-endian u64 header length N, N byte
 multiple of 8, then the raw little-endian data, tensors laid out in sorted name order. Scalars
 have shape [] (0-d).
 
-What is written (see docs/ARCHITECTURE.md, "Conventions", for the padding, layout, checkpoint
+What is written (see docs/architecture.md, "Conventions", for the padding, layout, checkpoint
 name and BatchNorm rules reproduced here):
 
 1. layers/<case>.safetensors, one layer each. Metadata: "layer" (the LayerSpec as protobuf JSON),

@@ -1,34 +1,97 @@
 #!/usr/bin/env bash
-# Installs every Debian package the build, tests and tools need; does nothing when all are present.
-# Usage: scripts/setup.sh [--with-torch]   (--with-torch adds PyTorch for the reference and benchmark
-# scripts; the build and CI do not need it).
+# Installs the Debian packages the project needs, in groups; does nothing (and prints nothing)
+# when every package asked for is present.
+#
+#   scripts/setup.sh [--tests] [--plot] [--with-torch]
+#
+#   (always)      build and run: compiler, CMake, the -dev packages of every library the
+#                 binaries link, GoogleTest (configuring with tests on needs it), protoc and the
+#                 gRPC plugins, Fashion-MNIST. What scripts/demo.sh and the Dockerfile need.
+#   --tests       the whole test suite (scripts/test.sh, CI): adds Prometheus (the server and
+#                 promtool, run directly by tests/server_metrics_test; its system service is
+#                 neither started nor left enabled, see below) and Python with grpcio, protobuf
+#                 and numpy for the Python client's tests.
+#   --plot        matplotlib and the Python client's packages, for client/python/seed_question.py
+#                 only (matplotlib pulls in ~1.5 GB of dependencies).
+#   --with-torch  PyTorch (python3-torch, with OpenBLAS for its dense layers) for
+#                 scripts/make_reference_data.py, scripts/load_checkpoint_in_torch.py and the
+#                 benchmark peer bench/torch_peer.py. Neither the build nor CI needs it.
+#
+# Packages are installed with --no-install-recommends and a temporary /usr/sbin/policy-rc.d that
+# refuses every service start (unless one already exists, as in Docker's Debian images), so
+# installing `prometheus` starts no daemon; the prometheus.service that the package enables is
+# then disabled again (`systemctl disable --now` where systemd runs). Uses sudo when not root.
 set -euo pipefail
-packages=(
-  build-essential cmake pkg-config git ca-certificates
-  libdnnl-dev ocl-icd-opencl-dev
+
+build=(
+  build-essential cmake pkg-config
+  libdnnl-dev ocl-icd-opencl-dev  # libdnnl-dev's CMake config needs OpenCL; it only recommends it
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libabsl-dev libgtest-dev libgmock-dev
   libsqlite3-dev zlib1g-dev libpng-dev libstb-dev
-  nlohmann-json3-dev libcli11-dev prometheus-cpp-dev
-  prometheus
+  nlohmann-json3-dev libcli11-dev libspdlog-dev prometheus-cpp-dev
+  libssl-dev  # SHA-256 of bearer tokens (gRPC's CMake config wants it too)
   dataset-fashion-mnist
-  python3 python3-grpcio python3-protobuf python3-numpy python3-matplotlib
 )
-if [[ "${1:-}" == "--with-torch" ]]; then
-  packages+=(python3-torch libopenblas0-openmp)
-fi
+python_client=(python3 python3-grpcio python3-protobuf python3-numpy)
+tests=(prometheus openssl "${python_client[@]}")  # openssl: scripts/make_secrets.sh
+plot=("${python_client[@]}" python3-matplotlib)
+torch=(python3 python3-numpy python3-torch libopenblas0-openmp)
+# Packages that ship a system service which the project never wants running.
+services=(prometheus)
+
+packages=("${build[@]}")
+for arg in "$@"; do
+  case "$arg" in
+    --tests) packages+=("${tests[@]}") ;;
+    --plot) packages+=("${plot[@]}") ;;
+    --with-torch) packages+=("${torch[@]}") ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    *) echo "setup: unknown option $arg (see scripts/setup.sh --help)" >&2; exit 2 ;;
+  esac
+done
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
+    [[ " ${missing[*]} " == *" $p "* ]] || missing+=("$p")
   fi
 done
 if ((${#missing[@]} == 0)); then
   exit 0
 fi
+
 echo "setup: installing ${missing[*]}" >&2
 sudo_cmd=()
 if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
 export DEBIAN_FRONTEND=noninteractive
+
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\n# scripts/setup.sh installs packages: start no services.\nexit 101\n' \
+    | "${sudo_cmd[@]}" tee "$policy" >/dev/null
+  "${sudo_cmd[@]}" chmod 0755 "$policy"
+  own_policy=1
+fi
+remove_policy() { if ((own_policy)); then "${sudo_cmd[@]}" rm -f "$policy"; fi; }
+trap remove_policy EXIT
+
 "${sudo_cmd[@]}" apt-get update -q
-"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 \
+  "${missing[@]}"
+
+# policy-rc.d kept the services from starting, but their packages enabled them for the next boot.
+for s in "${services[@]}"; do
+  [[ " ${missing[*]} " == *" $s "* ]] || continue
+  state="its system service was not started"
+  if command -v systemctl >/dev/null; then
+    if [[ -d /run/systemd/system ]]; then
+      "${sudo_cmd[@]}" systemctl disable --now "$s.service" >/dev/null 2>&1 || true
+    else
+      "${sudo_cmd[@]}" systemctl disable "$s.service" >/dev/null 2>&1 || true
+    fi
+    state+=" and is disabled"
+  fi
+  echo "setup: $s: $state (the tests run /usr/bin/$s themselves)" >&2
+done

@@ -88,7 +88,14 @@ TEST_P(AtomicFileFaultTest, FailureBeforeRenameKeepsOldContents) {
 
 INSTANTIATE_TEST_SUITE_P(Stages, AtomicFileFaultTest,
                          ::testing::Values(AtomicWriteStage::kAfterWrite,
-                                           AtomicWriteStage::kAfterFsync));
+                                           AtomicWriteStage::kAfterFsync),
+                         [](const ::testing::TestParamInfo<AtomicWriteStage>& info) {
+                           switch (info.param) {
+                             case AtomicWriteStage::kAfterWrite: return std::string("after_write");
+                             case AtomicWriteStage::kAfterFsync: return std::string("after_fsync");
+                             default: return std::to_string(static_cast<int>(info.param));
+                           }
+                         });
 
 TEST_F(AtomicFileTest, FailureAfterRenameLeavesWholeNewContents) {
   // The rename is the commit point: the error is reported (the directory was not synced), but the

@@ -294,6 +294,9 @@ const char kBatchNorm[] = "layers { batch_norm { epsilon: 1e-3 momentum: 0.01 } 
 constexpr char kSame[] = "PADDING_SAME";
 constexpr char kValid[] = "PADDING_VALID";
 
+// GoogleTest prints a case (in --gtest_list_tests and failures) by its name, not its bytes.
+void PrintTo(const GradientCase& c, std::ostream* os) { *os << c.name; }
+
 INSTANTIATE_TEST_SUITE_P(
     AllLayers, LayerGradientTest,
     ::testing::Values(
