@@ -88,22 +88,44 @@ def step_metrics_to_dict(m):
     }
 
 
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 class Client:
     """Calls gan-server's TrainingService and ScoringService at `address`.
 
     `timeout` (seconds) bounds every unary call; watch() streams have no deadline.
+    `token` (default: the GAN_TOKEN environment variable) is sent as
+    `authorization: Bearer <token>` with every call. With `tls_ca` (a PEM file of the CA that
+    signed the server's certificate) the channel uses TLS; `tls_cert` and `tls_key` add a client
+    certificate for a server that requires mutual TLS.
     """
 
     # Reconnect backoff of watch(): doubles from the first to the last value.
     _BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 8.0
 
-    def __init__(self, address="127.0.0.1:50051", timeout=30):
+    def __init__(self, address="127.0.0.1:50051", timeout=30, token=None, tls_ca=None,
+                 tls_cert=None, tls_key=None):
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(address, options=[
+        token = token if token is not None else os.environ.get("GAN_TOKEN", "")
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        options = [
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.max_send_message_length", 64 << 20),
-        ])
+        ]
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if tls_ca is not None or tls_cert is not None:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read(tls_ca) if tls_ca else None,
+                private_key=_read(tls_key) if tls_key else None,
+                certificate_chain=_read(tls_cert) if tls_cert else None)
+            self._channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
         self._training = service_pb2_grpc.TrainingServiceStub(self._channel)
         self._scoring = service_pb2_grpc.ScoringServiceStub(self._channel)
 
@@ -118,7 +140,7 @@ class Client:
 
     def _call(self, method, request):
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as e:
             raise _error_from_rpc(e) from None
 
@@ -149,7 +171,12 @@ class Client:
         return self._call(self._training.GetJob, service_pb2.GetJobRequest(job_id=job_id))
 
     def cancel(self, job_id):
-        """Cancels a queued or running job; returns the Job. FAILED_PRECONDITION if it ended."""
+        """Cancels a queued or running job; returns the Job. FAILED_PRECONDITION if it ended.
+
+        A queued job comes back CANCELLED. A running one comes back still RUNNING: the call does
+        not wait for its training step, and the job turns CANCELLED (with a checkpoint) when the
+        step ends; watch() ends with that state.
+        """
         return self._call(self._training.CancelJob, service_pb2.CancelJobRequest(job_id=job_id))
 
     def watch(self, job_id, from_step=0, max_reconnect_seconds=60.0):
@@ -164,7 +191,7 @@ class Client:
         while True:
             request = service_pb2.StreamMetricsRequest(job_id=job_id, from_step=next_step)
             try:
-                for event in self._training.StreamMetrics(request):
+                for event in self._training.StreamMetrics(request, metadata=self._metadata):
                     backoff, failing_since = self._BACKOFF_FIRST, None
                     kind = event.WhichOneof("event")
                     if kind == "finished":
