@@ -7,6 +7,8 @@
 //   ganctl score JOB_ID FILE...        (PNG files, IDX image files or *.raw NHWC uint8 bytes)
 //   ganctl sample JOB_ID --count 64 --seed 1 --out samples.png
 //   ganctl health
+//   ganctl bench score --job JOB_ID --concurrency 32 --duration 10 --images_per_request 1
+//                      [--protocol gan|oip]   (requests/s, images/s, latency percentiles)
 //
 // The global options may also follow the command (ganctl get JOB --json). A string option takes
 // the next argument only when it does not start with '-'; write --name=VALUE for one that does,
@@ -110,6 +112,37 @@ int Run(int argc, const char* const* argv) {
 
   auto* health = app.add_subcommand("health", "check that the server is SERVING");
 
+  BenchOptions bench_options;
+  auto* bench = app.add_subcommand("bench", "load tests");
+  bench->require_subcommand(1);
+  auto* bench_score = bench->add_subcommand(
+      "score", "closed-loop load on scoring: requests/s, images/s and latency percentiles");
+  strings.Add(bench_score, "--job", &bench_options.job_id, "job whose discriminator scores")
+      ->required();
+  bench_score->add_option("--checkpoint_step", bench_options.checkpoint_step, "0: the latest");
+  bench_score->add_option("--concurrency", bench_options.concurrency, "client threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  bench_score->add_option("--duration", bench_options.duration_seconds, "seconds of load")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 86400.0));
+  bench_score->add_option("--images_per_request", bench_options.images_per_request)
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  strings.Add(bench_score, "--protocol", &bench_options.protocol,
+              "gan (gan.v1 Score) or oip (Open Inference Protocol ModelInfer)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"gan", "oip"}));
+  bench_score->add_option("--height", bench_options.height, "model image height")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  bench_score->add_option("--width", bench_options.width, "model image width")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  bench_score->add_option("--channels", bench_options.channels, "model image channels")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4));
+
   try {
     const std::vector<std::string> args = strings.Rewrite(argc, argv);
     std::vector<const char*> arg_pointers;
@@ -129,6 +162,7 @@ int Run(int argc, const char* const* argv) {
   if (*list) return ListJobs(connection, list_options);
   if (*score) return Score(connection, score_options);
   if (*sample) return Sample(connection, sample_options);
+  if (*bench_score) return BenchScore(connection, bench_options);
   return kExitUsage;
 }
 

@@ -12,12 +12,42 @@ absl::StatusOr<std::unique_ptr<Sampler>> Sampler::Create(std::vector<LayerShape>
                                                          ParameterStore* params,
                                                          const gan::v1::NoiseSpec& noise,
                                                          int64_t chunk) {
+  if (generator.empty() || chunk < 1 || noise.dim() < 1) {
+    return absl::InvalidArgumentError("Sampler: needs layers, a noise dim and a chunk >= 1");
+  }
   const int64_t image_floats = NumElements(generator.back().output);
-  std::unique_ptr<Sampler> sampler(new Sampler(noise, chunk, image_floats));
-  GAN_ASSIGN_OR_RETURN(sampler->network_,
-                       Sequential::Create(std::move(generator), params,
-                                          {chunk, Pass::kInference, false}));
-  return sampler;
+  return std::unique_ptr<Sampler>(
+      new Sampler(std::move(generator), params, noise, chunk, image_floats));
+}
+
+absl::StatusOr<Sequential*> Sampler::NetworkFor(int64_t count) {
+  int64_t size = 1;
+  while (size < count && size < chunk_) size *= 2;
+  size = std::min(size, chunk_);
+  auto it = networks_.find(size);
+  if (it == networks_.end()) {
+    GAN_ASSIGN_OR_RETURN(std::unique_ptr<Sequential> net,
+                         Sequential::Create(layers_, params_, {size, Pass::kInference, false}));
+    it = networks_.emplace(size, std::move(net)).first;
+  }
+  return it->second.get();
+}
+
+template <typename Fill>
+absl::Status Sampler::Run(int64_t n, absl::Span<float> images, Fill fill) {
+  const int64_t dim = noise_.dim();
+  for (int64_t start = 0; start < n; start += chunk_) {
+    const int64_t count = std::min(chunk_, n - start);
+    GAN_ASSIGN_OR_RETURN(Sequential * net, NetworkFor(count));
+    absl::Span<float> z = net->input();
+    fill(start, count, z.data());
+    // Padding rows are zeros; their images are discarded.
+    std::fill(z.begin() + count * dim, z.end(), 0.0f);
+    net->Forward();
+    std::copy_n(net->output().data(), count * image_floats_,
+                images.data() + start * image_floats_);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Sampler::Generate(int64_t n, uint64_t seed, absl::Span<float> images) {
@@ -26,20 +56,26 @@ absl::Status Sampler::Generate(int64_t n, uint64_t seed, absl::Span<float> image
   }
   const uint64_t key = MixKey(seed, 0x53616D706C65ull);  // "Sample"
   const int64_t dim = noise_.dim();
-  for (int64_t start = 0; start < n; start += chunk_) {
-    const int64_t count = std::min(chunk_, n - start);
-    absl::Span<float> z = network_->input();
-    for (int64_t i = 0; i < chunk_ * dim; ++i) {
+  const bool normal = noise_.distribution() == gan::v1::NOISE_DISTRIBUTION_NORMAL;
+  return Run(n, images, [&](int64_t start, int64_t count, float* z) {
+    for (int64_t i = 0; i < count * dim; ++i) {
       const uint64_t index = static_cast<uint64_t>(start * dim + i);
-      z[i] = noise_.distribution() == gan::v1::NOISE_DISTRIBUTION_NORMAL
-                 ? NormalAt(key, index)
-                 : 2.0f * UniformAt(key, index) - 1.0f;
+      z[i] = normal ? NormalAt(key, index) : 2.0f * UniformAt(key, index) - 1.0f;
     }
-    network_->Forward();
-    std::copy_n(network_->output().data(), count * image_floats_,
-                images.data() + start * image_floats_);
+  });
+}
+
+absl::Status Sampler::GenerateFromNoise(absl::Span<const float> noise, int64_t n,
+                                        absl::Span<float> images) {
+  const int64_t dim = noise_.dim();
+  if (n < 0 || static_cast<int64_t>(noise.size()) != n * dim ||
+      static_cast<int64_t>(images.size()) != n * image_floats_) {
+    return absl::InvalidArgumentError(
+        "GenerateFromNoise: the buffers do not hold n noise rows and n images");
   }
-  return absl::OkStatus();
+  return Run(n, images, [&](int64_t start, int64_t count, float* z) {
+    std::copy_n(noise.data() + start * dim, count * dim, z);
+  });
 }
 
 std::vector<uint8_t> ToPixelsNhwc(absl::Span<const float> images, int64_t n, int channels,

@@ -1,10 +1,11 @@
 #ifndef GAN_CORE_SCORER_H_
 #define GAN_CORE_SCORER_H_
 
-// Discriminator inference on batches of any size: images run through an inference network in
-// fixed-size chunks; the tail goes through the smallest power-of-two network that holds it
-// (padded). Networks are created on first use and cached, so at most log2(chunk) + 1 of them ever
-// exist and no request size creates primitives per request. Not thread-safe.
+// Discriminator inference on batches of any size: n images run in chunks of `chunk`, and a chunk
+// of fewer goes through the smallest power-of-two network that holds it (padded), so a batch of
+// n <= chunk costs a network sized for n, not for `chunk`. Networks are created on first use and
+// cached, all sharing the read-only weights of one ParameterStore, so at most log2(chunk) + 2 of
+// them ever exist and no request size creates primitives per request. Not thread-safe.
 
 #include <cstdint>
 #include <map>
@@ -28,6 +29,9 @@ class Scorer {
   // images: (n, C, H, W) in [-1, 1]; writes n logits and n probabilities (sigmoid).
   absl::Status Score(absl::Span<const float> images, int64_t n, absl::Span<float> logits,
                      absl::Span<float> probabilities);
+
+  // Floats of one image (C * H * W).
+  int64_t image_floats() const { return image_floats_; }
 
  private:
   absl::StatusOr<Sequential*> NetworkFor(int64_t batch);

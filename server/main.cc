@@ -68,8 +68,13 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(1, 1 << 20));
   app.add_option("--max_cached_models", o.max_cached_models, "checkpoints kept loaded for scoring")
       ->capture_default_str()->check(CLI::Range(1, 1024));
-  app.add_option("--inference_chunk", o.inference_chunk, "images per inference pass")
+  app.add_option("--max_batch_images,--inference_chunk", o.max_batch_images,
+                 "most images in one inference pass: concurrent requests for a model are "
+                 "batched up to this; larger requests run in passes of this many")
       ->capture_default_str()->check(CLI::Range(1, 4096));
+  app.add_option("--batch_timeout_micros", o.batch_timeout_micros,
+                 "how long the first request of a batch waits for others to join it")
+      ->capture_default_str()->check(CLI::Range(0, 10'000'000));
   app.add_option("--max_message_bytes", o.max_message_bytes,
                  "largest request or response; larger requests are RESOURCE_EXHAUSTED")
       ->capture_default_str()->check(CLI::Range(1024, 1 << 30));

@@ -36,13 +36,17 @@ struct LoadedModel {
   GanShapes shapes;
   int height = 0, width = 0, channels = 0;
   std::unique_ptr<ParameterStore> generator, discriminator;
-  std::unique_ptr<Scorer> scorer;    // `chunk` images per pass
-  std::unique_ptr<Sampler> sampler;  // built by the first user that samples
+  // Networks sized per batch (powers of two up to `chunk`), each created on first use and all
+  // sharing `discriminator`'s weights.
+  std::unique_ptr<Scorer> scorer;
+  // Likewise over `generator`'s weights; created by the first user that runs the generator, so
+  // a model that only scores never builds a generator network.
+  std::unique_ptr<Sampler> sampler;
 };
 
 struct ModelCacheOptions {
   int max_cached_models = 1;  // at least 1
-  int64_t chunk = 1;          // images per inference pass; at least 1
+  int64_t chunk = 1;          // most images per inference pass; at least 1
   GanLimits limits;           // caps applied to the spec stored in a checkpoint
 };
 

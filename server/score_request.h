@@ -7,6 +7,7 @@
 // the pixels are converted. Errors are INVALID_ARGUMENT naming the field.
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -14,6 +15,33 @@
 #include "gan/v1/service.pb.h"
 
 namespace gan::server {
+
+// Client images to score, validated in two steps so that nothing proportional to a claimed shape
+// is allocated before the payload is known to match it: Check is O(1) (the tensor's shape against
+// the model's image shape, the payload's length against the shape), Decode then checks the
+// values and converts them. Implemented for gan.v1.ScoreRequest here and for Open Inference
+// Protocol tensors in server/inference_tensors.h. Errors are INVALID_ARGUMENT naming the field.
+class ImageTensor {
+ public:
+  virtual ~ImageTensor() = default;
+  // N.
+  virtual int64_t images() const = 0;
+  virtual absl::Status Check(int height, int width, int channels) const = 0;
+  // After Check: writes the N images as NCHW floats in [-1, 1] to `nchw` (N * C * H * W).
+  virtual absl::Status Decode(absl::Span<float> nchw) const = 0;
+};
+
+// Noise for a generator, validated in the same two steps (Check: the row length against the
+// model's noise dim and the payload against the shape).
+class NoiseTensor {
+ public:
+  virtual ~NoiseTensor() = default;
+  // Rows (one image each).
+  virtual int64_t rows() const = 0;
+  virtual absl::Status Check(int64_t noise_dim) const = 0;
+  // After Check: writes rows * noise_dim finite floats to `out`.
+  virtual absl::Status Decode(absl::Span<float> out) const = 0;
+};
 
 // Checks a (N, H, W, C) shape without the model: 4 positive dims, an element count that fits in
 // int64 (also as bytes of float32) and N <= max_images. Returns N*H*W*C.
@@ -25,6 +53,11 @@ absl::StatusOr<int64_t> CheckImageShape(absl::Span<const int64_t> shape, int64_t
 absl::StatusOr<std::vector<float>> DecodeScoreImages(const gan::v1::ScoreRequest& request,
                                                      int64_t max_images, int height, int width,
                                                      int channels);
+
+// The images of `request` (which outlives the result) as an ImageTensor, for a request whose
+// shape passed CheckImageShape and whose pixels are set (else INVALID_ARGUMENT).
+absl::StatusOr<std::unique_ptr<ImageTensor>> ScoreRequestImages(
+    const gan::v1::ScoreRequest& request, int64_t max_images);
 
 }  // namespace gan::server
 

@@ -13,6 +13,7 @@
 #include "prometheus/exposer.h"
 #include "server/dataset_registry.h"
 #include "server/executor.h"
+#include "server/inference_service.h"
 #include "server/log.h"
 #include "server/process_collector.h"
 #include "server/server_metrics.h"
@@ -38,7 +39,10 @@ JobManagerOptions JobManagerOptionsFrom(const Options& options) {
 ScoringOptions ScoringOptionsFrom(const Options& options) {
   ScoringOptions scoring;
   scoring.max_cached_models = options.max_cached_models;
-  scoring.chunk = options.inference_chunk;
+  scoring.chunk = options.max_batch_images;
+  scoring.batch_timeout = absl::Microseconds(options.batch_timeout_micros);
+  scoring.max_queued_requests = options.max_inference_queue;
+  scoring.threads = options.inference_threads;
   scoring.max_score_batch = options.max_score_batch;
   scoring.max_sample_count = options.max_sample_count;
   return scoring;
@@ -53,11 +57,14 @@ struct Server::Parts {
   std::shared_ptr<ProcessCollector> process_collector = std::make_shared<ProcessCollector>();
   std::unique_ptr<DatasetRegistry> datasets;
   std::unique_ptr<JobManager> jobs;
+  // Built after `inference`, whose threads run its batches, but declared before it: the
+  // executor drains (its destructor) while the engine still exists.
   std::unique_ptr<ScoringEngine> scoring;
   std::unique_ptr<Executor> control;
   std::unique_ptr<Executor> inference;
   std::unique_ptr<TrainingServiceImpl> training_service;
   std::unique_ptr<ScoringServiceImpl> scoring_service;
+  std::unique_ptr<InferenceServiceImpl> inference_service;
   std::unique_ptr<prometheus::Exposer> exposer;
   std::unique_ptr<grpc::Server> grpc_server;
 
@@ -90,7 +97,8 @@ void LogConfiguration(const Options& o) {
              {"max_score_batch", o.max_score_batch},
              {"max_sample_count", o.max_sample_count},
              {"max_cached_models", o.max_cached_models},
-             {"inference_chunk", o.inference_chunk},
+             {"max_batch_images", o.max_batch_images},
+             {"batch_timeout_micros", o.batch_timeout_micros},
              {"max_message_bytes", o.max_message_bytes},
              {"max_concurrent_streams", o.max_concurrent_streams},
              {"shutdown_grace_seconds", o.shutdown_grace_seconds}});
@@ -106,10 +114,13 @@ absl::Status ValidateOptions(const Options& o) {
     if (value->empty()) return absl::InvalidArgumentError(absl::StrCat(name, ": must not be empty"));
   }
   if (o.max_concurrent_jobs < 1 || o.threads_per_job < 1 || o.control_threads < 1 ||
-      o.inference_threads < 1 || o.max_cached_models < 1 || o.inference_chunk < 1) {
+      o.inference_threads < 1 || o.max_cached_models < 1 || o.max_batch_images < 1) {
     return absl::InvalidArgumentError(
         "--max_concurrent_jobs, --threads_per_job, --control_threads, --inference_threads, "
-        "--max_cached_models and --inference_chunk must be >= 1");
+        "--max_cached_models and --max_batch_images must be >= 1");
+  }
+  if (o.batch_timeout_micros < 0) {
+    return absl::InvalidArgumentError("--batch_timeout_micros: must be >= 0");
   }
   return absl::OkStatus();
 }
@@ -138,11 +149,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
   job_options.metrics = &parts->metrics;
   parts->jobs =
       std::make_unique<JobManager>(parts->store.get(), parts->datasets.get(), job_options);
-  parts->scoring = std::make_unique<ScoringEngine>(ScoringOptionsFrom(options));
   parts->control =
       std::make_unique<Executor>("control", options.control_threads, options.max_control_queue);
   parts->inference = std::make_unique<Executor>("inference", options.inference_threads,
                                                 options.max_inference_queue);
+  // Batches run on the inference executor, which Shutdown drains before the engine goes.
+  ScoringOptions scoring_options = ScoringOptionsFrom(options);
+  scoring_options.metrics = &parts->metrics;
+  parts->scoring = std::make_unique<ScoringEngine>(scoring_options, parts->inference.get());
   ServiceBackends backends;
   backends.jobs = parts->jobs.get();
   backends.scoring = parts->scoring.get();
@@ -151,6 +165,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
   backends.metrics = &parts->metrics;
   parts->training_service = std::make_unique<TrainingServiceImpl>(backends);
   parts->scoring_service = std::make_unique<ScoringServiceImpl>(backends);
+  InferenceBackends inference_backends;
+  inference_backends.jobs = parts->jobs.get();
+  inference_backends.store = parts->store.get();
+  inference_backends.scoring = parts->scoring.get();
+  inference_backends.inference = parts->inference.get();
+  inference_backends.metrics = &parts->metrics;
+  parts->inference_service = std::make_unique<InferenceServiceImpl>(inference_backends);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -159,6 +180,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(parts->training_service.get());
   builder.RegisterService(parts->scoring_service.get());
+  builder.RegisterService(parts->inference_service.get());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);

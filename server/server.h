@@ -10,7 +10,8 @@
 //   ... (*server)->port() ...
 //   (*server)->Shutdown();
 //
-// Serves gan.v1.TrainingService, gan.v1.ScoringService, grpc.health.v1.Health and server
+// Serves gan.v1.TrainingService, gan.v1.ScoringService, the Open Inference Protocol's
+// inference.GRPCInferenceService (server/inference_service.h), grpc.health.v1.Health and server
 // reflection on `listen`, and Prometheus metrics on `metrics_listen`.
 
 #include <memory>
@@ -58,7 +59,9 @@ struct Options {
   // Threads and waiting calls for SubmitJob and CancelJob (store commits, dataset loading).
   int control_threads = 2;
   int max_control_queue = 128;
-  // Threads and waiting calls for Score and SampleImages (model loading and inference).
+  // Threads for Score, SampleImages and ModelInfer (model loading and inference), and calls
+  // waiting for them: requests waiting for a batch across all models, and SampleImages calls
+  // waiting for a thread, each up to this bound; more are RESOURCE_EXHAUSTED.
   int inference_threads = 2;
   int max_inference_queue = 256;
   // Most images in one Score request, and in one SampleImages call.
@@ -66,8 +69,15 @@ struct Options {
   int max_sample_count = 1024;
   // Checkpoints kept loaded for scoring and sampling (least recently used evicted first).
   int max_cached_models = 4;
-  // Images per inference pass (the networks' batch size for scoring and sampling).
-  int inference_chunk = 64;
+  // Dynamic batching: concurrent Score and ModelInfer requests for the same checkpoint are merged
+  // into one network pass of at most max_batch_images images, which starts when it is full or
+  // batch_timeout_micros after its first request arrived (0: as soon as a thread is free, taking
+  // whatever is waiting). A pass of n images runs a network sized for n (powers of two up to
+  // max_batch_images, created per model on first use and sharing its weights); a request larger
+  // than max_batch_images runs alone in passes of that many. Sampling uses the same sizes.
+  // (--inference_chunk is an older name of --max_batch_images.)
+  int max_batch_images = 64;
+  int batch_timeout_micros = 500;
 
   // Largest request or response; larger requests are RESOURCE_EXHAUSTED.
   int max_message_bytes = 16 << 20;

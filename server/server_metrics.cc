@@ -18,6 +18,16 @@ prometheus::Histogram::BucketBoundaries SecondsBuckets() {
   return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 80};
 }
 
+// Queue waits from 50 us (a batch that forms at once) to ~10 s.
+prometheus::Histogram::BucketBoundaries QueueWaitBuckets() {
+  return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+          0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,    10};
+}
+
+prometheus::Histogram::BucketBoundaries ImageCountBuckets() {
+  return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
+}
+
 }  // namespace
 
 void GrpcMethodMetrics::Handled(grpc::StatusCode code, double seconds) {
@@ -156,8 +166,26 @@ ServerMetrics::ServerMetrics()
                             .Name("gan_score_batch_size")
                             .Help("Images per Score request.")
                             .Register(*registry_)
-                            .Add({}, prometheus::Histogram::BucketBoundaries{
-                                         1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096})) {
+                            .Add({}, ImageCountBuckets())),
+      inference_batch_images_(prometheus::BuildHistogram()
+                                  .Name("gan_inference_batch_images")
+                                  .Help("Images per network pass of a model's dynamic batches "
+                                        "(Score and ModelInfer requests merged).")
+                                  .Register(*registry_)),
+      inference_queue_depth_(prometheus::BuildGauge()
+                                 .Name("gan_inference_queue_depth")
+                                 .Help("Requests waiting in a model's batch queue.")
+                                 .Register(*registry_)),
+      inference_queue_wait_(prometheus::BuildHistogram()
+                                .Name("gan_inference_queue_wait_seconds")
+                                .Help("Time from queueing a request to the start of its batch.")
+                                .Register(*registry_)),
+      inference_rejected_(prometheus::BuildCounter()
+                              .Name("gan_inference_rejected_total")
+                              .Help("Inference requests answered without being computed, by "
+                                    "reason (queue_full, deadline_exceeded, cancelled, "
+                                    "shutting_down).")
+                              .Register(*registry_)) {
   for (int state = gan::v1::JOB_STATE_QUEUED; state <= gan::v1::JOB_STATE_CANCELLED; ++state) {
     // "JOB_STATE_QUEUED" -> "queued"
     std::string name = gan::v1::JobState_Name(static_cast<gan::v1::JobState>(state)).substr(10);
@@ -206,6 +234,28 @@ void ServerMetrics::Scored(int64_t images, double seconds, bool ok) {
   if (!ok) return;  // a rejected request's shape may be anything
   score_batch_size_.Observe(static_cast<double>(images));
   score_images_.Increment(static_cast<double>(images));
+}
+
+}  // namespace gan::server
+
+namespace gan::server {
+
+InferenceModelMetrics* ServerMetrics::InferenceModel(const std::string& model) {
+  std::lock_guard<std::mutex> lock(inference_mu_);
+  std::unique_ptr<InferenceModelMetrics>& entry = inference_models_[model];
+  if (entry == nullptr) {
+    const prometheus::Labels labels = {{"model", model}};
+    std::array<prometheus::Counter*, InferenceModelMetrics::kRejections> rejected{};
+    const char* reasons[] = {"queue_full", "deadline_exceeded", "cancelled", "shutting_down"};
+    for (int i = 0; i < InferenceModelMetrics::kRejections; ++i) {
+      rejected[i] = &inference_rejected_.Add({{"model", model}, {"reason", reasons[i]}});
+    }
+    entry = std::make_unique<InferenceModelMetrics>(
+        &inference_batch_images_.Add(labels, ImageCountBuckets()),
+        &inference_queue_depth_.Add(labels), &inference_queue_wait_.Add(labels, QueueWaitBuckets()),
+        rejected);
+  }
+  return entry.get();
 }
 
 }  // namespace gan::server

@@ -11,6 +11,12 @@
 //     gan_train_images_total, gan_train_step_seconds (histogram) and, while a job runs,
 //     gan_job_{d_loss,g_loss,d_real,d_fake}{job_id}.
 //   Scoring: gan_score_images_total, gan_score_request_seconds, gan_score_batch_size.
+//   Dynamic batching (server/batcher.h), label model (a job id, or <job id>-generator; the Open
+//   Inference Protocol's model names): gan_inference_batch_images (histogram: images per network
+//   pass), gan_inference_queue_depth (gauge: requests waiting), gan_inference_queue_wait_seconds
+//   (histogram: from queueing to the start of the request's batch) and
+//   gan_inference_rejected_total{model,reason} (reason queue_full, deadline_exceeded, cancelled
+//   or shutting_down: requests answered without being computed).
 //   Process: process_* from /proc/self (server/process_collector.h).
 //
 // Families are built once, in the constructor; label handles are looked up once (per method at
@@ -79,6 +85,34 @@ class RpcCall {
   std::chrono::steady_clock::time_point start_;
 };
 
+// The batching metrics of one model, created on its first request and kept for the process's
+// lifetime (one set of series per model ever served).
+class InferenceModelMetrics {
+ public:
+  enum class Rejection { kQueueFull, kDeadlineExceeded, kCancelled, kShuttingDown };
+  static constexpr int kRejections = 4;
+
+  InferenceModelMetrics(prometheus::Histogram* batch_images, prometheus::Gauge* queue_depth,
+                        prometheus::Histogram* queue_wait,
+                        std::array<prometheus::Counter*, kRejections> rejected)
+      : batch_images_(batch_images),
+        queue_depth_(queue_depth),
+        queue_wait_(queue_wait),
+        rejected_(rejected) {}
+
+  // A network pass over `images` images (a batch, or one max-size chunk of a large request).
+  void Batch(int64_t images) { batch_images_->Observe(static_cast<double>(images)); }
+  void QueueDepth(int64_t requests) { queue_depth_->Set(static_cast<double>(requests)); }
+  void QueueWait(double seconds) { queue_wait_->Observe(seconds); }
+  void Rejected(Rejection reason) { rejected_[static_cast<int>(reason)]->Increment(); }
+
+ private:
+  prometheus::Histogram* batch_images_;
+  prometheus::Gauge* queue_depth_;
+  prometheus::Histogram* queue_wait_;
+  std::array<prometheus::Counter*, kRejections> rejected_;
+};
+
 // The gauges of one running job, removed from their families on destruction.
 class JobMetrics {
  public:
@@ -119,6 +153,10 @@ class ServerMetrics {
   // recorded for successful requests only.
   void Scored(int64_t images, double seconds, bool ok);
 
+  // The batching metrics of `model`, created on first use and stable for the Metrics' lifetime.
+  // Takes a mutex: call once per model queue, not per request.
+  InferenceModelMetrics* InferenceModel(const std::string& model);
+
  private:
   friend class JobMetrics;
   prometheus::Gauge* JobsGauge(gan::v1::JobState state);
@@ -145,6 +183,13 @@ class ServerMetrics {
   prometheus::Counter& score_images_;
   prometheus::Histogram& score_request_seconds_;
   prometheus::Histogram& score_batch_size_;
+
+  prometheus::Family<prometheus::Histogram>& inference_batch_images_;
+  prometheus::Family<prometheus::Gauge>& inference_queue_depth_;
+  prometheus::Family<prometheus::Histogram>& inference_queue_wait_;
+  prometheus::Family<prometheus::Counter>& inference_rejected_;
+  std::mutex inference_mu_;
+  std::map<std::string, std::unique_ptr<InferenceModelMetrics>> inference_models_;
 };
 
 }  // namespace gan::server

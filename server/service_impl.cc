@@ -92,6 +92,24 @@ class FailedStream : public grpc::ServerWriteReactor<gan::v1::MetricEvent> {
   void OnDone() override { delete this; }
 };
 
+// A model of `job_id` at `step` (0: the newest checkpoint), found in the job store when its batch
+// runs.
+ModelRef JobModel(JobManager* jobs, const std::string& job_id, int64_t step,
+                  const std::string& label) {
+  return ModelRef{absl::StrCat("job:", job_id, "@", step), label,
+                  [jobs, job_id, step] { return jobs->CheckpointPath(job_id, step); }};
+}
+
+// A call is abandoned when its client cancels or its deadline passes.
+RequestLife LifeOf(grpc::CallbackServerContext* context) {
+  RequestLife life;
+  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+    life.deadline = absl::FromChrono(context->deadline());
+  }
+  life.cancelled = [context] { return context->IsCancelled(); };
+  return life;
+}
+
 constexpr char kControlQueue[] = "--max_control_queue";
 constexpr char kInferenceQueue[] = "--max_inference_queue";
 
@@ -197,20 +215,34 @@ grpc::ServerUnaryReactor* ScoringServiceImpl::Score(grpc::CallbackServerContext*
   if (!valid.ok()) {
     return Reply<gan::v1::ScoreResponse>(std::move(call), context, "Score", valid, response);
   }
-  const ServiceBackends backends = backends_;
-  return Offload(
-      backends_.inference, kInferenceQueue, std::move(call), context, "Score", response,
-      [backends, request](RpcCall& call) -> absl::StatusOr<gan::v1::ScoreResponse> {
-        auto path = backends.jobs->CheckpointPath(request->job_id(), request->checkpoint_step());
-        if (!path.ok()) return path.status();
-        absl::StatusOr<gan::v1::ScoreResponse> scored = backends.scoring->Score(*path, *request);
-        if (backends.metrics != nullptr) {
-          // N of the validated (N, H, W, C) shape.
-          const int64_t images = scored.ok() ? request->shape(0) : 0;
-          backends.metrics->Scored(images, call.seconds(), scored.ok());
+  // Queued for the job's dynamic batch (server/batcher.h); the reactor finishes from the batch's
+  // completion, on an inference thread, or here when the request is refused before queueing.
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto shared_call = std::make_shared<RpcCall>(std::move(call));
+  ServerMetrics* metrics = backends_.metrics;
+  backends_.scoring->ScoreRequestAsync(
+      JobModel(backends_.jobs, request->job_id(), request->checkpoint_step(), request->job_id()),
+      *request, LifeOf(context),
+      [shared_call, reactor, request, response, metrics](absl::StatusOr<ScoreResult> scored) {
+        absl::StatusOr<gan::v1::ScoreResponse> result;
+        if (!scored.ok()) {
+          result = scored.status();
+        } else {
+          gan::v1::ScoreResponse answer;
+          answer.mutable_logits()->Add(scored->logits.begin(), scored->logits.end());
+          answer.mutable_probabilities()->Add(scored->probabilities.begin(),
+                                              scored->probabilities.end());
+          answer.set_checkpoint_step(scored->checkpoint_step);
+          result = std::move(answer);
         }
-        return scored;
+        if (metrics != nullptr) {
+          // N of the validated (N, H, W, C) shape.
+          const int64_t images = result.ok() ? request->shape(0) : 0;
+          metrics->Scored(images, shared_call->seconds(), result.ok());
+        }
+        FinishCall(*shared_call, reactor, "Score", result, response);
       });
+  return reactor;
 }
 
 }  // namespace gan::server

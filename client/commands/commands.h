@@ -85,6 +85,25 @@ int Sample(Connection& connection, const SampleOptions& options);
 // `health`: prints the server's serving status; exit code 0 only for SERVING.
 int Health(Connection& connection);
 
+// `bench score`: a closed-loop load test of scoring.
+struct BenchOptions {
+  std::string job_id;
+  int64_t checkpoint_step = 0;  // 0: the latest
+  int concurrency = 8;          // client threads, each with its own connection, one call at a time
+  double duration_seconds = 10;
+  int64_t images_per_request = 1;
+  std::string protocol = "gan";  // gan: gan.v1 Score; oip: the Open Inference Protocol ModelInfer
+  int height = 28;               // the model's image shape (random uint8 pixels are sent)
+  int width = 28;
+  int channels = 1;
+};
+
+// After one warm-up call, sends requests back to back from every thread for the duration and
+// prints requests/s, images/s and the latency p50/p90/p99/max of successful calls (one JSON
+// object with --json); errors are counted by code. Exit code 1 when the warm-up fails or every
+// request failed, 2 for bad options.
+int BenchScore(Connection& connection, const BenchOptions& options);
+
 }  // namespace gan::ganctl
 
 #endif  // GAN_CLIENT_COMMANDS_COMMANDS_H_
