@@ -88,7 +88,8 @@ void JobManager::Shutdown() {
   }
 }
 
-absl::StatusOr<gan::v1::Job> JobManager::Submit(const std::string& request_id,
+absl::StatusOr<gan::v1::Job> JobManager::Submit(const std::string& principal,
+                                                const std::string& request_id,
                                                 const gan::v1::JobSpec& spec) {
   if (request_id.size() > 128) {
     return absl::InvalidArgumentError("request_id: at most 128 characters");
@@ -98,21 +99,29 @@ absl::StatusOr<gan::v1::Job> JobManager::Submit(const std::string& request_id,
   if (shutting_down_) return absl::UnavailableError("the server is shutting down");
   // A retry of an accepted submission gets its job back even when the queue is full now: the
   // store asks `admit` only before inserting a new job.
-  auto admit = [this]() -> absl::Status {
+  auto admit = [this](int64_t principal_active_jobs) -> absl::Status {
     mu_.AssertHeld();
     if (static_cast<int>(queue_.size()) >= options_.max_queued_jobs) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "the queue is full (", options_.max_queued_jobs, " jobs, --max_queued_jobs)"));
     }
+    if (options_.max_jobs_per_principal > 0 &&
+        principal_active_jobs >= options_.max_jobs_per_principal) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("quota: at most ", options_.max_jobs_per_principal,
+                       " queued or running jobs per principal (--max_jobs_per_principal)"));
+    }
     return absl::OkStatus();
   };
   bool created = false;
-  GAN_ASSIGN_OR_RETURN(JobRecord record,
-                       store_->CreateJob(request_id, spec, resolved.total_steps, admit, &created));
+  GAN_ASSIGN_OR_RETURN(
+      JobRecord record,
+      store_->CreateJob({principal, request_id, spec, resolved.total_steps}, admit, &created));
   if (created) {
     queue_.push_back({record.job_id, false});
     if (options_.metrics != nullptr) options_.metrics->JobSubmitted();
     log::Info("job submitted", {{"job_id", record.job_id},
+                                {"principal", principal},
                                 {"preset", spec.preset()},
                                 {"dataset", resolved.dataset},
                                 {"total_steps", resolved.total_steps},
@@ -127,12 +136,12 @@ absl::StatusOr<gan::v1::Job> JobManager::Get(const std::string& job_id) {
 }
 
 absl::StatusOr<gan::v1::ListJobsResponse> JobManager::List(
-    const gan::v1::ListJobsRequest& request) {
+    const gan::v1::ListJobsRequest& request, const std::optional<std::string>& principal) {
   gan::v1::ListJobsResponse response;
   std::string next;
-  GAN_ASSIGN_OR_RETURN(
-      std::vector<JobRecord> jobs,
-      store_->ListJobs(request.state(), request.page_size(), request.page_token(), &next));
+  GAN_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs,
+                       store_->ListJobs(request.state(), principal, request.page_size(),
+                                        request.page_token(), &next));
   for (const JobRecord& r : jobs) *response.add_jobs() = ToProto(r);
   response.set_next_page_token(next);
   return response;

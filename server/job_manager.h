@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -33,10 +34,11 @@ namespace gan::server {
 
 // Filled from the server's Options (server/server.h), the one home of their defaults.
 struct JobManagerOptions {
-  std::string data_dir;         // jobs/<job_id>/checkpoints live here
-  int max_concurrent_jobs = 0;  // worker threads; at least 1
-  int max_queued_jobs = 0;      // queued jobs before Submit is RESOURCE_EXHAUSTED
-  int threads_per_job = 0;      // OpenMP threads of one job's oneDNN primitives; at least 1
+  std::string data_dir;            // jobs/<job_id>/checkpoints live here
+  int max_concurrent_jobs = 0;     // worker threads; at least 1
+  int max_queued_jobs = 0;         // queued jobs before Submit is RESOURCE_EXHAUSTED
+  int max_jobs_per_principal = 0;  // QUEUED + RUNNING jobs of one principal; 0: no limit
+  int threads_per_job = 0;         // OpenMP threads of one job's oneDNN primitives; at least 1
   JobDefaults defaults;
   // Job counts, training progress and running jobs' losses go here when set; must outlive the
   // manager.
@@ -56,9 +58,20 @@ class JobManager {
   // it waits for: a step in progress is never interrupted). Idempotent.
   void Shutdown();
 
-  absl::StatusOr<gan::v1::Job> Submit(const std::string& request_id, const gan::v1::JobSpec& spec);
+  // Queues a job owned by `principal` (empty on a server without identities). RESOURCE_EXHAUSTED
+  // naming the option when the queue or the principal's quota is full.
+  absl::StatusOr<gan::v1::Job> Submit(const std::string& principal, const std::string& request_id,
+                                      const gan::v1::JobSpec& spec);
+  absl::StatusOr<gan::v1::Job> Submit(const std::string& request_id, const gan::v1::JobSpec& spec) {
+    return Submit("", request_id, spec);
+  }
   absl::StatusOr<gan::v1::Job> Get(const std::string& job_id);
-  absl::StatusOr<gan::v1::ListJobsResponse> List(const gan::v1::ListJobsRequest& request);
+  // With `principal`, only that principal's jobs.
+  absl::StatusOr<gan::v1::ListJobsResponse> List(const gan::v1::ListJobsRequest& request,
+                                                 const std::optional<std::string>& principal);
+  absl::StatusOr<gan::v1::ListJobsResponse> List(const gan::v1::ListJobsRequest& request) {
+    return List(request, std::nullopt);
+  }
   // A queued job is CANCELLED at once. A running job is asked to stop and the call returns
   // without waiting: the job is still RUNNING in the answer and becomes CANCELLED when its
   // current step ends. FAILED_PRECONDITION for a job that already ended.

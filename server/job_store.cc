@@ -27,6 +27,7 @@ gan::v1::Job ToProto(const JobRecord& record) {
   job.set_latest_checkpoint_step(record.latest_checkpoint_step);
   job.set_error_message(record.error_message);
   job.set_request_id(record.request_id);
+  job.set_principal(record.principal);
   return job;
 }
 

@@ -10,6 +10,7 @@
 // for database failures.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@ namespace gan::server {
 
 struct JobRecord {
   std::string job_id;      // "job-" + 16 lowercase hex digits, chosen by the store
+  std::string principal;   // who submitted it; empty on a server without identities
   std::string request_id;  // the client's idempotency key; empty when none was given
   gan::v1::JobSpec spec;
   gan::v1::JobState state = gan::v1::JOB_STATE_QUEUED;
@@ -58,25 +60,33 @@ class JobStore {
   static constexpr int kMaxPageSize = 100;
 
   // Decides, inside CreateJob's transaction, whether a new job may be inserted (e.g. the queue has
-  // room); a non-OK status is returned by CreateJob and nothing is inserted.
-  using AdmitFn = absl::FunctionRef<absl::Status()>;
+  // room, the principal is within its quota), given the principal's QUEUED + RUNNING jobs; a
+  // non-OK status is returned by CreateJob and nothing is inserted.
+  using AdmitFn = absl::FunctionRef<absl::Status(int64_t principal_active_jobs)>;
+
+  struct NewJob {
+    std::string principal;
+    std::string request_id;  // empty: none
+    gan::v1::JobSpec spec;
+    int64_t total_steps = 0;
+  };
 
   virtual ~JobStore() = default;
 
   // Inserts a QUEUED job created now (create_time strictly increases within a store, so "newest
-  // first" is the order of creation) if `admit` allows it. With a non-empty `request_id` that a
-  // job already has, inserts nothing and, when that job's spec equals `spec`, returns it with
-  // *created = false (whatever its state, and without asking `admit`: a retry of an accepted
-  // submission gets its job back); a different spec is ALREADY_EXISTS naming the job. The
-  // lookup, the comparison and the insert are one transaction. `created` may be null.
-  virtual absl::StatusOr<JobRecord> CreateJob(const std::string& request_id,
-                                              const gan::v1::JobSpec& spec, int64_t total_steps,
-                                              AdmitFn admit, bool* created) = 0;
-  // The same, always admitting.
+  // first" is the order of creation) if `admit` allows it. With a non-empty request_id that a job
+  // of the same principal already has, inserts nothing and, when that job's spec equals the new
+  // one, returns it with *created = false (whatever its state, and without asking `admit`: a
+  // retry of an accepted submission gets its job back); a different spec is ALREADY_EXISTS naming
+  // the job. Request ids are scoped by principal. The lookup, the comparison and the insert are
+  // one transaction. `created` may be null.
+  virtual absl::StatusOr<JobRecord> CreateJob(const NewJob& job, AdmitFn admit, bool* created) = 0;
+  // Without a principal, always admitting.
   absl::StatusOr<JobRecord> CreateJob(const std::string& request_id, const gan::v1::JobSpec& spec,
                                       int64_t total_steps, bool* created) {
     return CreateJob(
-        request_id, spec, total_steps, [] { return absl::OkStatus(); }, created);
+        NewJob{"", request_id, spec, total_steps}, [](int64_t) { return absl::OkStatus(); },
+        created);
   }
 
   virtual absl::StatusOr<JobRecord> GetJob(const std::string& job_id) = 0;
@@ -86,9 +96,15 @@ class JobStore {
   // INVALID_ARGUMENT. `page_token` is empty for the first page, else a next_page_token from a
   // call with the same `state`; anything else is INVALID_ARGUMENT. Keyset pagination: jobs created
   // between calls never shift a page. *next_page_token is empty after the last page.
-  virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(gan::v1::JobState state, int page_size,
-                                                          const std::string& page_token,
-                                                          std::string* next_page_token) = 0;
+  // With a `principal`, only that principal's jobs.
+  virtual absl::StatusOr<std::vector<JobRecord>> ListJobs(
+      gan::v1::JobState state, const std::optional<std::string>& principal, int page_size,
+      const std::string& page_token, std::string* next_page_token) = 0;
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(gan::v1::JobState state, int page_size,
+                                                  const std::string& page_token,
+                                                  std::string* next_page_token) {
+    return ListJobs(state, std::nullopt, page_size, page_token, next_page_token);
+  }
 
   // Number of jobs in `state` (UNSPECIFIED: all).
   virtual absl::StatusOr<int64_t> CountJobs(gan::v1::JobState state) = 0;

@@ -34,27 +34,35 @@ using sqlite::Database;
 using sqlite::Statement;
 using sqlite::Transaction;
 
-constexpr int64_t kSchemaVersion = 1;
+constexpr int64_t kSchemaVersion = 2;
 constexpr absl::Duration kBusyTimeout = absl::Seconds(10);
 
-// Version 1. Times are microseconds since the Unix epoch, NULL when unset. metric_events uses
-// AUTOINCREMENT so a sequence number is never reused after MarkResumed deletes the newest events:
-// a reader resuming after sequence N must not miss events appended later.
-constexpr char kSchemaV1[] = R"sql(
-CREATE TABLE jobs (
-  job_id TEXT PRIMARY KEY NOT NULL,
-  request_id TEXT UNIQUE,
-  spec BLOB NOT NULL,
-  state INTEGER NOT NULL,
-  create_time_us INTEGER NOT NULL,
-  start_time_us INTEGER,
-  end_time_us INTEGER,
-  step INTEGER NOT NULL DEFAULT 0,
-  total_steps INTEGER NOT NULL DEFAULT 0,
-  latest_checkpoint_step INTEGER NOT NULL DEFAULT 0,
-  error_message TEXT NOT NULL DEFAULT ''
-);
+// The jobs table of version 2: version 1's plus the submitting principal, with request ids unique
+// per principal. Times are microseconds since the Unix epoch, NULL when unset.
+#define GAN_JOBS_TABLE_V2(name)                            \
+  "CREATE TABLE " name                                     \
+  " (\n"                                                   \
+  "  job_id TEXT PRIMARY KEY NOT NULL,\n"                  \
+  "  principal TEXT NOT NULL DEFAULT '',\n"                \
+  "  request_id TEXT,\n"                                   \
+  "  spec BLOB NOT NULL,\n"                                \
+  "  state INTEGER NOT NULL,\n"                            \
+  "  create_time_us INTEGER NOT NULL,\n"                   \
+  "  start_time_us INTEGER,\n"                             \
+  "  end_time_us INTEGER,\n"                               \
+  "  step INTEGER NOT NULL DEFAULT 0,\n"                   \
+  "  total_steps INTEGER NOT NULL DEFAULT 0,\n"            \
+  "  latest_checkpoint_step INTEGER NOT NULL DEFAULT 0,\n" \
+  "  error_message TEXT NOT NULL DEFAULT '',\n"            \
+  "  UNIQUE (principal, request_id)\n"                     \
+  ");\n"
+
+// Version 2 from scratch. metric_events uses AUTOINCREMENT so a sequence number is never reused
+// after MarkResumed deletes the newest events: a reader resuming after sequence N must not miss
+// events appended later.
+constexpr char kSchemaV2[] = GAN_JOBS_TABLE_V2("jobs") R"sql(
 CREATE INDEX jobs_by_create_time ON jobs (create_time_us, job_id);
+CREATE INDEX jobs_by_principal ON jobs (principal, state);
 CREATE TABLE metric_events (
   sequence INTEGER PRIMARY KEY AUTOINCREMENT,
   job_id TEXT NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE,
@@ -68,13 +76,28 @@ CREATE TABLE checkpoints (
   path TEXT NOT NULL,
   PRIMARY KEY (job_id, step)
 ) WITHOUT ROWID;
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
+)sql";
+
+// Version 1 -> 2: version 1's jobs had `request_id TEXT UNIQUE` and no principal; SQLite cannot
+// drop a constraint, so the table is rebuilt (with foreign keys off, so the rebuild cascades
+// nothing). Existing jobs belong to the anonymous principal ''.
+constexpr char kMigrateV1ToV2[] = GAN_JOBS_TABLE_V2("jobs_v2") R"sql(
+INSERT INTO jobs_v2 (job_id, principal, request_id, spec, state, create_time_us, start_time_us,
+                     end_time_us, step, total_steps, latest_checkpoint_step, error_message)
+  SELECT job_id, '', request_id, spec, state, create_time_us, start_time_us, end_time_us, step,
+         total_steps, latest_checkpoint_step, error_message FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_v2 RENAME TO jobs;
+CREATE INDEX jobs_by_create_time ON jobs (create_time_us, job_id);
+CREATE INDEX jobs_by_principal ON jobs (principal, state);
+PRAGMA user_version = 2;
 )sql";
 
 // The columns ReadJob expects, in order.
 #define GAN_JOB_COLUMNS                                                                 \
   "job_id, request_id, spec, state, create_time_us, start_time_us, end_time_us, step, " \
-  "total_steps, latest_checkpoint_step, error_message"
+  "total_steps, latest_checkpoint_step, error_message, principal"
 
 // Equal messages give equal bytes (map order is fixed), so stored specs compare bytewise.
 std::string SerializeDeterministically(const google::protobuf::MessageLite& message) {
@@ -119,6 +142,7 @@ absl::StatusOr<JobRecord> ReadJob(const Statement& row) {
   record.total_steps = row.Int64(8);
   record.latest_checkpoint_step = row.Int64(9);
   record.error_message = row.Text(10);
+  record.principal = row.Text(11);
   return record;
 }
 
@@ -229,7 +253,8 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
                                                         row ? journal.Text(0) : "", "\")"));
     }
   }
-  GAN_RETURN_IF_ERROR(db->Exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"));
+  // Foreign keys go on after the schema is created or migrated (a migration rebuilds tables).
+  GAN_RETURN_IF_ERROR(db->Exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;"));
 
   std::unique_ptr<SqliteJobStore> store(new SqliteJobStore(std::move(db)));
   {
@@ -238,17 +263,30 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
     // The version check and the schema creation are one write transaction, so two processes
     // opening a new file at once cannot both create it. (Migrations from older versions go here.)
     GAN_RETURN_IF_ERROR(store->InTransaction([&]() -> absl::Status {
-      GAN_ASSIGN_OR_RETURN(Statement version, conn.Prepare("PRAGMA user_version"));
-      GAN_ASSIGN_OR_RETURN(bool row, version.Step());
-      const int64_t user_version = row ? version.Int64(0) : 0;
-      if (user_version == 0) return conn.Exec(kSchemaV1);
+      int64_t user_version = 0;
+      {  // finalized before any schema change (DROP TABLE refuses while a statement is open)
+        GAN_ASSIGN_OR_RETURN(Statement version, conn.Prepare("PRAGMA user_version"));
+        GAN_ASSIGN_OR_RETURN(bool row, version.Step());
+        user_version = row ? version.Int64(0) : 0;
+      }
+      if (user_version == 0) return conn.Exec(kSchemaV2);
       if (user_version > kSchemaVersion) {
         return absl::FailedPreconditionError(
             absl::StrCat("the job database ", path, " has schema version ", user_version,
                          ", newer than this server's ", kSchemaVersion, "; run a newer server"));
       }
+      if (user_version == 1) {
+        GAN_RETURN_IF_ERROR(conn.Exec(kMigrateV1ToV2));
+        GAN_ASSIGN_OR_RETURN(Statement check, conn.Prepare("PRAGMA foreign_key_check"));
+        GAN_ASSIGN_OR_RETURN(bool violation, check.Step());
+        if (violation) {
+          return absl::DataLossError(absl::StrCat("the job database ", path,
+                                                  " fails its foreign-key check after migration"));
+        }
+      }
       return absl::OkStatus();
     }));
+    GAN_RETURN_IF_ERROR(conn.Exec("PRAGMA foreign_keys = ON;"));
   }
   return store;
 }
@@ -264,10 +302,10 @@ absl::Status SqliteJobStore::InTransaction(absl::FunctionRef<absl::Status()> bod
   return transaction.Commit();
 }
 
-absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const std::string& request_id,
-                                                    const gan::v1::JobSpec& spec,
-                                                    int64_t total_steps, AdmitFn admit,
+absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const NewJob& job, AdmitFn admit,
                                                     bool* created) {
+  const std::string& request_id = job.request_id;
+  const gan::v1::JobSpec& spec = job.spec;
   absl::MutexLock lock(&mu_);
   Database& db = *db_;
   JobRecord record;
@@ -275,8 +313,9 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const std::string& request_i
   GAN_RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
     if (!request_id.empty()) {
       GAN_ASSIGN_OR_RETURN(Statement select,
-                           db.Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs WHERE request_id = ?"));
-      select.BindText(request_id);
+                           db.Prepare("SELECT " GAN_JOB_COLUMNS
+                                      " FROM jobs WHERE principal = ? AND request_id = ?"));
+      select.BindText(job.principal).BindText(request_id);
       GAN_ASSIGN_OR_RETURN(bool row, select.Step());
       if (row) {
         GAN_ASSIGN_OR_RETURN(record, ReadJob(select));
@@ -288,7 +327,12 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const std::string& request_i
         return absl::OkStatus();
       }
     }
-    GAN_RETURN_IF_ERROR(admit());
+    GAN_ASSIGN_OR_RETURN(Statement active,
+                         db.Prepare("SELECT COUNT(*) FROM jobs WHERE principal = ? AND state IN "
+                                    "(?, ?)"));
+    active.BindText(job.principal).Bind(gan::v1::JOB_STATE_QUEUED).Bind(gan::v1::JOB_STATE_RUNNING);
+    GAN_ASSIGN_OR_RETURN(bool counted, active.Step());
+    GAN_RETURN_IF_ERROR(admit(counted ? active.Int64(0) : 0));
     // create_time strictly increases, even if the clock steps back or two jobs share a
     // microsecond, so newest-first is creation order.
     GAN_ASSIGN_OR_RETURN(Statement newest,
@@ -299,21 +343,23 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const std::string& request_i
 
     record.job_id = NewJobId();
     while (RequireJob(db, record.job_id).ok()) record.job_id = NewJobId();  // 2^-64 odds
+    record.principal = job.principal;
     record.request_id = request_id;
     record.spec = spec;
     record.state = gan::v1::JOB_STATE_QUEUED;
     record.create_time = absl::FromUnixMicros(create_micros);
-    record.total_steps = total_steps;
+    record.total_steps = job.total_steps;
     GAN_ASSIGN_OR_RETURN(
         Statement insert,
-        db.Prepare("INSERT INTO jobs (job_id, request_id, spec, state, create_time_us, "
-                   "total_steps) VALUES (?, ?, ?, ?, ?, ?)"));
+        db.Prepare("INSERT INTO jobs (job_id, principal, request_id, spec, state, create_time_us, "
+                   "total_steps) VALUES (?, ?, ?, ?, ?, ?, ?)"));
     insert.BindText(record.job_id)
+        .BindText(job.principal)
         .BindTextOrNull(request_id)
         .BindBlob(SerializeDeterministically(spec))
         .Bind(record.state)
         .Bind(create_micros)
-        .Bind(total_steps);
+        .Bind(job.total_steps);
     GAN_RETURN_IF_ERROR(insert.Run());
     inserted = true;
     return absl::OkStatus();
@@ -327,10 +373,9 @@ absl::StatusOr<JobRecord> SqliteJobStore::GetJob(const std::string& job_id) {
   return LoadJob(*db_, job_id);
 }
 
-absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(gan::v1::JobState state,
-                                                                int page_size,
-                                                                const std::string& page_token,
-                                                                std::string* next_page_token) {
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(
+    gan::v1::JobState state, const std::optional<std::string>& principal, int page_size,
+    const std::string& page_token, std::string* next_page_token) {
   if (page_size < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("page_size must not be negative, got ", page_size));
@@ -342,17 +387,21 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(gan::v1::JobStat
   }
 
   absl::MutexLock lock(&mu_);
-  // ?1 state filter (0: all); ?2 whether a cursor is set; (?3, ?4) the last job already returned.
+  // ?1 state filter (0: all); ?2 whether a cursor is set; (?3, ?4) the last job already returned;
+  // ?6 whether to filter by the principal ?7.
   GAN_ASSIGN_OR_RETURN(Statement select,
                        db_->Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs"
                                     " WHERE (?1 = 0 OR state = ?1)"
                                     " AND (?2 = 0 OR (create_time_us, job_id) < (?3, ?4))"
+                                    " AND (?6 = 0 OR principal = ?7)"
                                     " ORDER BY create_time_us DESC, job_id DESC LIMIT ?5"));
   select.Bind(state)
       .Bind(page_token.empty() ? 0 : 1)
       .Bind(cursor.create_time_us)
       .BindText(cursor.job_id)
-      .Bind(limit + 1);  // one more than the page tells whether another page follows
+      .Bind(limit + 1)  // one more than the page tells whether another page follows
+      .Bind(principal.has_value() ? 1 : 0)
+      .BindText(principal.value_or(""));
   GAN_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, ReadJobs(select));
   std::string next;
   if (static_cast<int64_t>(jobs.size()) > limit) {

@@ -27,11 +27,12 @@ class SqliteJobStore final : public JobStore {
   SqliteJobStore& operator=(const SqliteJobStore&) = delete;
 
   using JobStore::CreateJob;
-  absl::StatusOr<JobRecord> CreateJob(const std::string& request_id, const gan::v1::JobSpec& spec,
-                                      int64_t total_steps, AdmitFn admit, bool* created) override;
+  absl::StatusOr<JobRecord> CreateJob(const NewJob& job, AdmitFn admit, bool* created) override;
   absl::StatusOr<JobRecord> GetJob(const std::string& job_id) override;
-  absl::StatusOr<std::vector<JobRecord>> ListJobs(gan::v1::JobState state, int page_size,
-                                                  const std::string& page_token,
+  using JobStore::ListJobs;
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(gan::v1::JobState state,
+                                                  const std::optional<std::string>& principal,
+                                                  int page_size, const std::string& page_token,
                                                   std::string* next_page_token) override;
   absl::StatusOr<int64_t> CountJobs(gan::v1::JobState state) override;
   absl::Status MarkRunning(const std::string& job_id) override;

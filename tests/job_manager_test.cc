@@ -37,19 +37,20 @@ class FaultyJobStore final : public JobStore {
   std::atomic<int> fail_create_job{0};
 
   using JobStore::CreateJob;
-  absl::StatusOr<JobRecord> CreateJob(const std::string& request_id, const gan::v1::JobSpec& spec,
-                                      int64_t total_steps, AdmitFn admit, bool* created) override {
+  absl::StatusOr<JobRecord> CreateJob(const NewJob& job, AdmitFn admit, bool* created) override {
     if (Take(fail_create_job)) return Injected();
-    return store_->CreateJob(request_id, spec, total_steps, admit, created);
+    return store_->CreateJob(job, admit, created);
   }
   absl::StatusOr<JobRecord> GetJob(const std::string& job_id) override {
     if (Take(fail_get_job)) return Injected();
     return store_->GetJob(job_id);
   }
-  absl::StatusOr<std::vector<JobRecord>> ListJobs(gan::v1::JobState state, int page_size,
-                                                  const std::string& page_token,
+  using JobStore::ListJobs;
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(gan::v1::JobState state,
+                                                  const std::optional<std::string>& principal,
+                                                  int page_size, const std::string& page_token,
                                                   std::string* next) override {
-    return store_->ListJobs(state, page_size, page_token, next);
+    return store_->ListJobs(state, principal, page_size, page_token, next);
   }
   absl::StatusOr<int64_t> CountJobs(gan::v1::JobState state) override {
     return store_->CountJobs(state);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdio>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -234,8 +235,9 @@ TEST_F(JobStoreTest, RequestIdReturnsTheFirstJob) {
   // whether a new job may be admitted.
   GAN_ASSERT_OK_AND_ASSIGN(
       JobRecord again,
-      store_->CreateJob("req-1", MakeSpec("seed", 100), 100,
-                        [] { return absl::ResourceExhaustedError("queue full"); }, &created));
+      store_->CreateJob({"", "req-1", MakeSpec("seed", 100), 100},
+                        [](int64_t) { return absl::ResourceExhaustedError("queue full"); },
+                        &created));
   EXPECT_FALSE(created);
   EXPECT_EQ(again.job_id, first.job_id);
   EXPECT_EQ(again.request_id, "req-1");
@@ -629,6 +631,106 @@ TEST_F(JobStoreTest, OpenRefusesANewerSchema) {
   ExecOnFile(path_, "PRAGMA user_version = 99;");
   EXPECT_THAT(SqliteJobStore::Open(path_),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 99")));
+}
+
+TEST_F(JobStoreTest, JobsBelongToTheirPrincipalAndRequestIdsAreScopedByIt) {
+  bool created = false;
+  auto admit_all = [](int64_t) { return absl::OkStatus(); };
+  GAN_ASSERT_OK_AND_ASSIGN(
+      JobRecord alice, store_->CreateJob({"alice", "req", MakeSpec("seed", 10), 10}, admit_all,
+                                         &created));
+  EXPECT_TRUE(created);
+  EXPECT_EQ(alice.principal, "alice");
+  // Bob's same request id is his own job, not a retry of Alice's.
+  GAN_ASSERT_OK_AND_ASSIGN(
+      JobRecord bob,
+      store_->CreateJob({"bob", "req", MakeSpec("seed", 20), 20}, admit_all, &created));
+  EXPECT_TRUE(created);
+  EXPECT_NE(bob.job_id, alice.job_id);
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord read, store_->GetJob(bob.job_id));
+  EXPECT_EQ(read.principal, "bob");
+  EXPECT_EQ(ToProto(read).principal(), "bob");
+
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> alices,
+                           store_->ListJobs(gan::v1::JOB_STATE_UNSPECIFIED, std::string("alice"),
+                                            0, "", nullptr));
+  ASSERT_EQ(alices.size(), 1u);
+  EXPECT_EQ(alices[0].job_id, alice.job_id);
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> all,
+                           store_->ListJobs(gan::v1::JOB_STATE_UNSPECIFIED, 0, "", nullptr));
+  EXPECT_EQ(all.size(), 2u);
+
+  // `admit` is told how many of the principal's jobs are queued or running.
+  int64_t seen = -1;
+  ASSERT_THAT(store_->MarkFinished(alice.job_id, gan::v1::JOB_STATE_CANCELLED, ""), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(
+      JobRecord second,
+      store_->CreateJob({"bob", "", MakeSpec("seed", 1), 1},
+                        [&](int64_t active) {
+                          seen = active;
+                          return absl::OkStatus();
+                        },
+                        &created));
+  EXPECT_EQ(seen, 1);  // bob's first job; alice's ended one is not counted anyway
+  EXPECT_THAT(store_->CreateJob({"bob", "", MakeSpec("seed", 1), 1},
+                                [](int64_t active) {
+                                  return active >= 2 ? absl::ResourceExhaustedError("quota")
+                                                     : absl::OkStatus();
+                                },
+                                &created),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("quota")));
+}
+
+TEST_F(JobStoreTest, AVersionOneDatabaseIsMigratedWithItsJobsAndHistory) {
+  store_.reset();
+  std::remove(path_.c_str());
+  // Version 1's schema as it shipped, with one job, one event and one checkpoint.
+  ExecOnFile(path_, R"sql(
+PRAGMA journal_mode = WAL;
+CREATE TABLE jobs (job_id TEXT PRIMARY KEY NOT NULL, request_id TEXT UNIQUE, spec BLOB NOT NULL,
+  state INTEGER NOT NULL, create_time_us INTEGER NOT NULL, start_time_us INTEGER,
+  end_time_us INTEGER, step INTEGER NOT NULL DEFAULT 0, total_steps INTEGER NOT NULL DEFAULT 0,
+  latest_checkpoint_step INTEGER NOT NULL DEFAULT 0, error_message TEXT NOT NULL DEFAULT '');
+CREATE INDEX jobs_by_create_time ON jobs (create_time_us, job_id);
+CREATE TABLE metric_events (sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE, step INTEGER NOT NULL,
+  event BLOB NOT NULL);
+CREATE INDEX metric_events_by_job ON metric_events (job_id, sequence);
+CREATE TABLE checkpoints (job_id TEXT NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE,
+  step INTEGER NOT NULL, path TEXT NOT NULL, PRIMARY KEY (job_id, step)) WITHOUT ROWID;
+PRAGMA user_version = 1;
+INSERT INTO jobs (job_id, request_id, spec, state, create_time_us, step, total_steps,
+  latest_checkpoint_step) VALUES ('job-00000000000000aa', 'old-req', x'', 2, 1000, 5, 10, 5);
+INSERT INTO metric_events (job_id, step, event) VALUES ('job-00000000000000aa', 4, x'');
+INSERT INTO checkpoints (job_id, step, path) VALUES ('job-00000000000000aa', 5, '/c/step-5');
+)sql");
+  GAN_ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(path_));
+  EXPECT_THAT(store_->CheckIntegrity(), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord job, store_->GetJob("job-00000000000000aa"));
+  EXPECT_EQ(job.principal, "");
+  EXPECT_EQ(job.request_id, "old-req");
+  EXPECT_EQ(job.state, gan::v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(job.step, 5);
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> history,
+                           store_->ReadMetrics(job.job_id, 0, 0, 10));
+  EXPECT_EQ(history.size(), 1u);
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<CheckpointRow> checkpoints,
+                           store_->ListCheckpoints(job.job_id));
+  ASSERT_EQ(checkpoints.size(), 1u);
+  EXPECT_EQ(checkpoints[0].path, "/c/step-5");
+  // The retry of the old request id still finds its job; foreign keys are back on (deleting
+  // through the store still cascades nothing unexpected and new rows need their job).
+  bool created = true;
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord retry,
+                           store_->CreateJob("old-req", job.spec, 10, &created));
+  EXPECT_FALSE(created);
+  EXPECT_EQ(retry.job_id, job.job_id);
+  EXPECT_THAT(store_->AppendMetric("job-ffffffffffffffff", 0, gan::v1::MetricEvent()),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-ffffffffffffffff")));
+  // Opening again does not migrate twice.
+  store_.reset();
+  GAN_ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(path_));
+  EXPECT_THAT(store_->GetJob(job.job_id), IsOk());
 }
 
 TEST_F(JobStoreTest, OpenFailsInAMissingDirectory) {
