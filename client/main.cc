@@ -21,6 +21,7 @@
 // This file only declares the command line and dispatches; each command is a function in
 // client/commands/.
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,13 @@ int Run(int argc, const char* const* argv) {
       ->capture_default_str()
       ->check(CLI::Range(0.001, 86400.0));
   app.add_flag("--json", global.json, "machine-readable JSON output");
+  if (const char* token = std::getenv("GAN_TOKEN")) global.token = token;
+  strings.Add(&app, "--token", &global.token,
+              "bearer token sent with every call (default: $GAN_TOKEN; prefer the variable: "
+              "command lines are visible to other users)");
+  strings.Add(&app, "--tls_ca", &global.tls_ca, "CA certificate (PEM) of the server: use TLS");
+  strings.Add(&app, "--tls_cert", &global.tls_cert, "client certificate (PEM) for mutual TLS");
+  strings.Add(&app, "--tls_key", &global.tls_key, "client private key (PEM) for mutual TLS");
 
   SubmitOptions submit_options;
   auto* submit = app.add_subcommand("submit", "create a training job; prints its id");
@@ -129,8 +137,9 @@ int Run(int argc, const char* const* argv) {
   bench_score->add_option("--images_per_request", bench_options.images_per_request)
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  strings.Add(bench_score, "--protocol", &bench_options.protocol,
-              "gan (gan.v1 Score) or oip (Open Inference Protocol ModelInfer)")
+  strings
+      .Add(bench_score, "--protocol", &bench_options.protocol,
+           "gan (gan.v1 Score) or oip (Open Inference Protocol ModelInfer)")
       ->capture_default_str()
       ->check(CLI::IsMember({"gan", "oip"}));
   bench_score->add_option("--height", bench_options.height, "model image height")
@@ -153,7 +162,14 @@ int Run(int argc, const char* const* argv) {
     return e.get_exit_code() == 0 ? kExitOk : kExitUsage;
   }
 
-  Connection connection(global);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      ChannelCredentialsFor(global);
+  if (!credentials.ok()) {
+    ReportError(std::string(credentials.status().message()));
+    return credentials.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage
+                                                                             : kExitFileError;
+  }
+  Connection connection(global, *credentials);
   if (*health) return Health(connection);
   if (*submit) return Submit(connection, submit_options);
   if (*get) return GetJob(connection, job_id);

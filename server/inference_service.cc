@@ -12,7 +12,9 @@
 #include "absl/strings/str_join.h"
 #include "server/inference_tensors.h"
 #include "server/log.h"
+#include "server/service_impl.h"
 #include "server/status_util.h"
+#include "server/unary_call.h"
 
 namespace gan::server {
 namespace {
@@ -24,64 +26,9 @@ constexpr char kServerName[] = "gan-server";
 constexpr char kServerVersion[] = "1";
 constexpr char kPlatform[] = "onednn";
 
-// Finishes a unary call (and its metrics) with `result`, moved into `response` when OK. Errors
-// that are the server's fault are logged.
-template <typename T>
-void FinishCall(RpcCall& call, grpc::ServerUnaryReactor* reactor, const char* method,
-                absl::StatusOr<T> result, T* response) {
-  if (result.ok()) *response = *std::move(result);
-  const absl::StatusCode code = result.status().code();
-  if (code == absl::StatusCode::kInternal || code == absl::StatusCode::kDataLoss ||
-      code == absl::StatusCode::kUnknown) {
-    log::Error("rpc failed", {{"method", method}, {"status", result.status()}});
-  }
-  grpc::Status status = ToGrpcStatus(result.status());
-  call.Finish(status.error_code());
-  reactor->Finish(status);
-}
-
-template <typename T>
-grpc::ServerUnaryReactor* Reply(RpcCall call, grpc::CallbackServerContext* context,
-                                const char* method, absl::StatusOr<T> result, T* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  FinishCall(call, reactor, method, std::move(result), response);
-  return reactor;
-}
-
-// Runs `work` on the inference executor and finishes the call with its result; a full executor
-// answers RESOURCE_EXHAUSTED at once, and a call abandoned before a thread takes it is answered
-// without running `work`.
-template <typename T, typename Work>
-grpc::ServerUnaryReactor* Offload(Executor* executor, RpcCall call,
-                                  grpc::CallbackServerContext* context, const char* method,
-                                  T* response, Work work) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  auto shared_call = std::make_shared<RpcCall>(std::move(call));
-  const bool scheduled = executor->TrySchedule(
-      [shared_call, reactor, context, method, response, work = std::move(work)]() mutable {
-        absl::StatusOr<T> result;
-        if (context->IsCancelled()) {
-          result = absl::CancelledError("the client cancelled the call");
-        } else if (std::chrono::system_clock::now() > context->deadline()) {
-          result = absl::DeadlineExceededError("the deadline passed before the call was served");
-        } else {
-          result = work();
-        }
-        FinishCall(*shared_call, reactor, method, std::move(result), response);
-      });
-  if (!scheduled) {
-    FinishCall<T>(*shared_call, reactor, method,
-                  absl::ResourceExhaustedError(absl::StrCat(
-                      "the server is busy: its work queue is full (", kInferenceQueue, ")")),
-                  response);
-  }
-  return reactor;
-}
-
 GrpcMethodMetrics* MethodMetrics(ServerMetrics* metrics, const char* method) {
-  return metrics == nullptr
-             ? nullptr
-             : metrics->Method(kService, method, ServerMetrics::RpcType::kUnary);
+  return metrics == nullptr ? nullptr
+                            : metrics->Method(kService, method, ServerMetrics::RpcType::kUnary);
 }
 
 // A model name resolved: "<job_id>" or "<job_id>-generator", and its version (0: newest).
@@ -114,14 +61,28 @@ absl::StatusOr<ModelId> ParseModel(const char* name_field, const std::string& na
   return id;
 }
 
+absl::Status ModelNotFound(const ModelId& id) {
+  return absl::NotFoundError(
+      absl::StrCat("model '", id.name, "' not found (no job ", id.job_id, ")"));
+}
+
+// The caller may use model `id`: its job exists and is theirs (or they are an admin). Another
+// principal's model is NOT_FOUND in the same words as a model that does not exist.
+absl::Status CheckModelVisible(const Authorizer& auth, const grpc::CallbackServerContext& context,
+                               const char* method, const ModelId& id) {
+  absl::Status status = CheckAuthorizedJob(auth, context, Permission::kInfer, method, id.job_id);
+  if (status.code() == absl::StatusCode::kNotFound) return ModelNotFound(id);
+  return status;
+}
+
 // The checkpoint file of `id` (its version, or the newest), with messages in this protocol's
 // terms.
 absl::StatusOr<std::string> CheckpointFile(JobStore* store, const ModelId& id) {
   absl::StatusOr<std::vector<CheckpointRow>> rows = store->ListCheckpoints(id.job_id);
   if (!rows.ok()) {
     if (rows.status().code() == absl::StatusCode::kNotFound) {
-      return absl::NotFoundError(absl::StrCat("model '", id.name, "' not found (no job ",
-                                              id.job_id, ")"));
+      return absl::NotFoundError(
+          absl::StrCat("model '", id.name, "' not found (no job ", id.job_id, ")"));
     }
     return rows.status();
   }
@@ -133,8 +94,8 @@ absl::StatusOr<std::string> CheckpointFile(JobStore* store, const ModelId& id) {
   for (const CheckpointRow& row : *rows) {
     if (row.step == id.step) return row.path;
   }
-  return absl::NotFoundError(absl::StrCat("model_version: model '", id.name, "' has no version ",
-                                          id.step));
+  return absl::NotFoundError(
+      absl::StrCat("model_version: model '", id.name, "' has no version ", id.step));
 }
 
 ModelRef JobModel(JobStore* store, const ModelId& id) {
@@ -144,19 +105,9 @@ ModelRef JobModel(JobStore* store, const ModelId& id) {
                   [store, id] { return CheckpointFile(store, id); }};
 }
 
-RequestLife LifeOf(grpc::CallbackServerContext* context) {
-  RequestLife life;
-  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
-    life.deadline = absl::FromChrono(context->deadline());
-  }
-  life.cancelled = [context] { return context->IsCancelled(); };
-  return life;
-}
-
-void AddTensor(const std::string& name, const std::string& datatype,
-               const std::vector<int64_t>& shape,
-               google::protobuf::RepeatedPtrField<
-                   inference::ModelMetadataResponse::TensorMetadata>* tensors) {
+void AddTensor(
+    const std::string& name, const std::string& datatype, const std::vector<int64_t>& shape,
+    google::protobuf::RepeatedPtrField<inference::ModelMetadataResponse::TensorMetadata>* tensors) {
   auto* tensor = tensors->Add();
   tensor->set_name(name);
   tensor->set_datatype(datatype);
@@ -221,23 +172,25 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::ModelReady(
     inference::ModelReadyResponse* response) {
   RpcCall call(model_ready_metrics_);
   absl::StatusOr<ModelId> id = ParseModel("name", request->name(), "version", request->version());
-  if (!id.ok()) {
-    return Reply<inference::ModelReadyResponse>(std::move(call), context, "ModelReady",
-                                                id.status(), response);
+  absl::Status valid = id.status();
+  if (valid.ok()) valid = CheckModelVisible(*backends_.auth, *context, "ModelReady", *id);
+  if (!valid.ok()) {
+    return Reply<inference::ModelReadyResponse>(std::move(call), context, "ModelReady", valid,
+                                                response);
   }
   JobStore* store = backends_.store;
-  return Offload(backends_.inference, std::move(call), context, "ModelReady", response,
-                 [store, id = *id]() -> absl::StatusOr<inference::ModelReadyResponse> {
-                   inference::ModelReadyResponse ready;
-                   absl::StatusOr<std::string> path = CheckpointFile(store, id);
-                   if (!path.ok() && path.status().code() == absl::StatusCode::kNotFound &&
-                       id.step == 0) {
-                     return path.status();  // no such model (an absent version is not ready)
-                   }
-                   std::error_code error;
-                   ready.set_ready(path.ok() && std::filesystem::is_regular_file(*path, error));
-                   return ready;
-                 });
+  return Offload(
+      backends_.inference, kInferenceQueue, std::move(call), context, "ModelReady", response,
+      [store, id = *id](RpcCall&) -> absl::StatusOr<inference::ModelReadyResponse> {
+        inference::ModelReadyResponse ready;
+        absl::StatusOr<std::string> path = CheckpointFile(store, id);
+        if (!path.ok() && path.status().code() == absl::StatusCode::kNotFound && id.step == 0) {
+          return path.status();  // no such model (an absent version is not ready)
+        }
+        std::error_code error;
+        ready.set_ready(path.ok() && std::filesystem::is_regular_file(*path, error));
+        return ready;
+      });
 }
 
 grpc::ServerUnaryReactor* InferenceServiceImpl::ModelMetadata(
@@ -245,15 +198,17 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::ModelMetadata(
     inference::ModelMetadataResponse* response) {
   RpcCall call(model_metadata_metrics_);
   absl::StatusOr<ModelId> id = ParseModel("name", request->name(), "version", request->version());
-  if (!id.ok()) {
-    return Reply<inference::ModelMetadataResponse>(std::move(call), context, "ModelMetadata",
-                                                   id.status(), response);
+  absl::Status valid = id.status();
+  if (valid.ok()) valid = CheckModelVisible(*backends_.auth, *context, "ModelMetadata", *id);
+  if (!valid.ok()) {
+    return Reply<inference::ModelMetadataResponse>(std::move(call), context, "ModelMetadata", valid,
+                                                   response);
   }
   JobStore* store = backends_.store;
   ScoringEngine* scoring = backends_.scoring;
   return Offload(
-      backends_.inference, std::move(call), context, "ModelMetadata", response,
-      [store, scoring, id = *id]() -> absl::StatusOr<inference::ModelMetadataResponse> {
+      backends_.inference, kInferenceQueue, std::move(call), context, "ModelMetadata", response,
+      [store, scoring, id = *id](RpcCall&) -> absl::StatusOr<inference::ModelMetadataResponse> {
         absl::StatusOr<std::string> path = CheckpointFile(store, id);
         if (!path.ok()) return path.status();
         absl::StatusOr<std::vector<CheckpointRow>> rows = store->ListCheckpoints(id.job_id);
@@ -292,10 +247,12 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::ModelInfer(
   absl::StatusOr<std::vector<std::string>> outputs;
   if (!id.ok()) {
     outputs = id.status();
+  } else if (absl::Status visible = CheckModelVisible(*backends_.auth, *context, "ModelInfer", *id);
+             !visible.ok()) {
+    outputs = visible;
   } else {
-    outputs = id->generator
-                  ? RequestedOutputs(*request, {kImagesTensor})
-                  : RequestedOutputs(*request, {kProbabilityTensor, kLogitTensor});
+    outputs = id->generator ? RequestedOutputs(*request, {kImagesTensor})
+                            : RequestedOutputs(*request, {kProbabilityTensor, kLogitTensor});
   }
   std::unique_ptr<ImageTensor> images;
   std::unique_ptr<NoiseTensor> noise;

@@ -25,6 +25,7 @@
 #include <string>
 
 #include "inference/grpc_service.grpc.pb.h"
+#include "server/authorizer.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
 #include "server/job_store.h"
@@ -35,11 +36,12 @@ namespace gan::server {
 
 // What the handlers use; everything must outlive the service.
 struct InferenceBackends {
-  JobManager* jobs = nullptr;         // readiness (shutting_down)
-  JobStore* store = nullptr;          // checkpoints of a job (model versions)
-  ScoringEngine* scoring = nullptr;   // inference, batched
-  Executor* inference = nullptr;      // ModelReady, ModelMetadata
-  ServerMetrics* metrics = nullptr;   // optional
+  JobManager* jobs = nullptr;        // readiness (shutting_down)
+  JobStore* store = nullptr;         // checkpoints of a job (model versions)
+  ScoringEngine* scoring = nullptr;  // inference, batched
+  Executor* inference = nullptr;     // ModelReady, ModelMetadata
+  ServerMetrics* metrics = nullptr;  // optional
+  const Authorizer* auth = nullptr;  // ModelReady, ModelMetadata and ModelInfer ask it first
 };
 
 // The generator model's name suffix: "<job_id>-generator".

@@ -1,8 +1,13 @@
 #include "server/job_store.h"
 
+#include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace gan::server {
+
+absl::Status JobNotFoundError(const std::string& job_id) {
+  return absl::NotFoundError(absl::StrCat("job \"", job_id, "\" not found"));
+}
 
 gan::v1::Job ToProto(const JobRecord& record) {
   using google::protobuf::util::TimeUtil;

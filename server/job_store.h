@@ -165,6 +165,10 @@ class JobStore {
   virtual absl::Status CheckIntegrity() = 0;
 };
 
+// NOT_FOUND for a job that does not exist, and for one the caller may not see: the same words, so
+// an answer never reveals that another principal's job exists.
+absl::Status JobNotFoundError(const std::string& job_id);
+
 // The API view of a record; unset times stay unset in the proto.
 gan::v1::Job ToProto(const JobRecord& record);
 

@@ -2,7 +2,8 @@
 // where every option is documented with its default), starts the Server, and shuts it down on
 // SIGTERM or SIGINT.
 //
-//   build/bin/gan-server [--listen 127.0.0.1:50051] [--data_dir ./gan-data] ...   (--help lists all)
+//   build/bin/gan-server [--listen 127.0.0.1:50051] [--data_dir ./gan-data] ...   (--help lists
+//   all)
 
 #include <signal.h>
 
@@ -15,11 +16,13 @@
 #include "server/string_flag.h"
 
 int main(int argc, char** argv) {
-  // Every thread inherits this mask, so SIGTERM/SIGINT reach only sigwait below.
+  // Every thread inherits this mask, so SIGTERM/SIGINT (stop) and SIGHUP (re-read the token file)
+  // reach only sigwait below.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   gan::server::Options o;
@@ -36,61 +39,101 @@ int main(int argc, char** argv) {
   AddStringFlag(app, "--log_format", o.log_format, "log lines on stderr: text or json")
       ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--max_concurrent_jobs", o.max_concurrent_jobs, "jobs training at once")
-      ->capture_default_str()->check(CLI::Range(1, 64));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   app.add_option("--max_queued_jobs", o.max_queued_jobs,
                  "queued jobs before SubmitJob is RESOURCE_EXHAUSTED")
-      ->capture_default_str()->check(CLI::Range(0, 100000));
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
   app.add_option("--threads_per_job", o.threads_per_job, "OpenMP threads of one training job")
-      ->capture_default_str()->check(CLI::Range(1, 256));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   app.add_option("--checkpoint_every", o.checkpoint_every, "default steps between checkpoints")
-      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   app.add_option("--keep_checkpoints", o.keep_checkpoints, "default checkpoints kept per job")
-      ->capture_default_str()->check(CLI::Range(1, 1000));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   app.add_option("--max_steps", o.max_steps, "largest job in steps")
-      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   app.add_option("--max_batch_size", o.max_batch_size, "largest training batch")
-      ->capture_default_str()->check(CLI::Range(1, 65536));
-  app.add_option("--control_threads", o.control_threads,
-                 "threads serving SubmitJob and CancelJob")
-      ->capture_default_str()->check(CLI::Range(1, 64));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65536));
+  app.add_option("--control_threads", o.control_threads, "threads serving SubmitJob and CancelJob")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   app.add_option("--max_control_queue", o.max_control_queue,
                  "SubmitJob/CancelJob calls waiting before RESOURCE_EXHAUSTED")
-      ->capture_default_str()->check(CLI::Range(0, 100000));
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
   app.add_option("--inference_threads", o.inference_threads,
                  "threads serving Score and SampleImages")
-      ->capture_default_str()->check(CLI::Range(1, 256));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   app.add_option("--max_inference_queue", o.max_inference_queue,
                  "Score/SampleImages calls waiting before RESOURCE_EXHAUSTED")
-      ->capture_default_str()->check(CLI::Range(0, 1000000));
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
   app.add_option("--max_score_batch", o.max_score_batch, "most images in one Score request")
-      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--max_sample_count", o.max_sample_count, "most images in one SampleImages")
-      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--max_cached_models", o.max_cached_models, "checkpoints kept loaded for scoring")
-      ->capture_default_str()->check(CLI::Range(1, 1024));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
   app.add_option("--max_batch_images,--inference_chunk", o.max_batch_images,
                  "most images in one inference pass: concurrent requests for a model are "
                  "batched up to this; larger requests run in passes of this many")
-      ->capture_default_str()->check(CLI::Range(1, 4096));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   app.add_option("--batch_timeout_micros", o.batch_timeout_micros,
                  "how long the first request of a batch waits for others to join it")
-      ->capture_default_str()->check(CLI::Range(0, 10'000'000));
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10'000'000));
   app.add_option("--max_message_bytes", o.max_message_bytes,
                  "largest request or response; larger requests are RESOURCE_EXHAUSTED")
-      ->capture_default_str()->check(CLI::Range(1024, 1 << 30));
+      ->capture_default_str()
+      ->check(CLI::Range(1024, 1 << 30));
   app.add_option("--max_concurrent_streams", o.max_concurrent_streams,
                  "HTTP/2 streams per connection")
-      ->capture_default_str()->check(CLI::Range(1, 100000));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   app.add_option("--max_connection_idle_seconds", o.max_connection_idle_seconds,
                  "idle connections are closed after this")
-      ->capture_default_str()->check(CLI::Range(1, 86400 * 7));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400 * 7));
   app.add_option("--max_connection_age_seconds", o.max_connection_age_seconds,
                  "connections are recycled after this")
-      ->capture_default_str()->check(CLI::Range(1, 86400 * 7));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400 * 7));
   app.add_option("--shutdown_grace_seconds", o.shutdown_grace_seconds,
                  "how long in-flight calls may finish after SIGTERM (running jobs first finish "
                  "their current step and checkpoint)")
-      ->capture_default_str()->check(CLI::Range(0, 3600));
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
+  AddStringFlag(app, "--auth_tokens", o.auth_tokens,
+                "token file: '<admin|trainer|viewer> <principal> <sha256 of token>' lines; "
+                "re-read on SIGHUP; empty: no identities");
+  AddStringFlag(app, "--tls_cert", o.tls_cert, "server certificate chain (PEM); enables TLS");
+  AddStringFlag(app, "--tls_key", o.tls_key, "server private key (PEM)");
+  AddStringFlag(app, "--tls_client_ca", o.tls_client_ca,
+                "CA (PEM) that client certificates must be signed by (mutual TLS)");
+  app.add_flag("--allow_insecure", o.allow_insecure,
+               "serve a non-loopback --listen without TLS and tokens (not recommended)");
+  app.add_option("--max_jobs_per_principal", o.max_jobs_per_principal,
+                 "queued + running jobs of one principal; 0: no limit")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
+  app.add_option("--min_client_ping_interval_seconds", o.min_client_ping_interval_seconds,
+                 "clients pinging more often get a strike")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
+  app.add_option("--max_ping_strikes", o.max_ping_strikes, "strikes before a connection is closed")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
   CLI11_PARSE(app, argc, argv);
 
   auto server = gan::server::Server::BuildAndStart(o);
@@ -108,8 +151,12 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
-  gan::server::log::Info("signal received", {{"signal", signal_number}});
+  while (true) {
+    sigwait(&signals, &signal_number);
+    gan::server::log::Info("signal received", {{"signal", signal_number}});
+    if (signal_number != SIGHUP) break;
+    (*server)->ReloadTokens().IgnoreError();  // logged by ReloadTokens; the old tokens stay
+  }
   (*server)->Shutdown();
   std::printf("gan-server: stopped\n");
   return 0;

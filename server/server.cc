@@ -2,15 +2,23 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <utility>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "io/status_macros.h"
 #include "prometheus/exposer.h"
+#include "server/auth.h"
+#include "server/authorizer.h"
 #include "server/dataset_registry.h"
 #include "server/executor.h"
 #include "server/inference_service.h"
@@ -32,6 +40,7 @@ JobManagerOptions JobManagerOptionsFrom(const Options& options) {
   jobs.defaults.checkpoint_every = options.checkpoint_every;
   jobs.defaults.keep_checkpoints = options.keep_checkpoints;
   jobs.defaults.max_steps = options.max_steps;
+  jobs.max_jobs_per_principal = options.max_jobs_per_principal;
   jobs.defaults.limits.max_batch_size = options.max_batch_size;
   return jobs;
 }
@@ -60,6 +69,8 @@ struct Server::Parts {
   // Built after `inference`, whose threads run its batches, but declared before it: the
   // executor drains (its destructor) while the engine still exists.
   std::unique_ptr<ScoringEngine> scoring;
+  std::unique_ptr<Authenticator> authenticator;  // null without --auth_tokens
+  std::unique_ptr<Authorizer> authorizer;
   std::unique_ptr<Executor> control;
   std::unique_ptr<Executor> inference;
   std::unique_ptr<TrainingServiceImpl> training_service;
@@ -77,31 +88,36 @@ namespace {
 
 void LogConfiguration(const Options& o) {
   // Every option but secrets (there are none yet; keep it so when some arrive).
-  log::Info("server starting",
-            {{"listen", o.listen},
-             {"metrics_listen", o.metrics_listen},
-             {"data_dir", o.data_dir},
-             {"default_dataset", o.default_dataset},
-             {"log_format", o.log_format},
-             {"max_concurrent_jobs", o.max_concurrent_jobs},
-             {"max_queued_jobs", o.max_queued_jobs},
-             {"threads_per_job", o.threads_per_job},
-             {"checkpoint_every", o.checkpoint_every},
-             {"keep_checkpoints", o.keep_checkpoints},
-             {"max_steps", o.max_steps},
-             {"max_batch_size", o.max_batch_size},
-             {"control_threads", o.control_threads},
-             {"max_control_queue", o.max_control_queue},
-             {"inference_threads", o.inference_threads},
-             {"max_inference_queue", o.max_inference_queue},
-             {"max_score_batch", o.max_score_batch},
-             {"max_sample_count", o.max_sample_count},
-             {"max_cached_models", o.max_cached_models},
-             {"max_batch_images", o.max_batch_images},
-             {"batch_timeout_micros", o.batch_timeout_micros},
-             {"max_message_bytes", o.max_message_bytes},
-             {"max_concurrent_streams", o.max_concurrent_streams},
-             {"shutdown_grace_seconds", o.shutdown_grace_seconds}});
+  log::Info("server starting", {{"listen", o.listen},
+                                {"metrics_listen", o.metrics_listen},
+                                {"data_dir", o.data_dir},
+                                {"default_dataset", o.default_dataset},
+                                {"log_format", o.log_format},
+                                {"max_concurrent_jobs", o.max_concurrent_jobs},
+                                {"max_queued_jobs", o.max_queued_jobs},
+                                {"threads_per_job", o.threads_per_job},
+                                {"checkpoint_every", o.checkpoint_every},
+                                {"keep_checkpoints", o.keep_checkpoints},
+                                {"max_steps", o.max_steps},
+                                {"max_batch_size", o.max_batch_size},
+                                {"control_threads", o.control_threads},
+                                {"max_control_queue", o.max_control_queue},
+                                {"inference_threads", o.inference_threads},
+                                {"max_inference_queue", o.max_inference_queue},
+                                {"max_score_batch", o.max_score_batch},
+                                {"max_sample_count", o.max_sample_count},
+                                {"max_cached_models", o.max_cached_models},
+                                {"max_batch_images", o.max_batch_images},
+                                {"batch_timeout_micros", o.batch_timeout_micros},
+                                {"max_message_bytes", o.max_message_bytes},
+                                {"max_concurrent_streams", o.max_concurrent_streams},
+                                {"shutdown_grace_seconds", o.shutdown_grace_seconds},
+                                // Paths only: never a token or a key.
+                                {"auth_tokens", o.auth_tokens},
+                                {"tls_cert", o.tls_cert},
+                                {"tls_client_ca", o.tls_client_ca},
+                                {"allow_insecure", o.allow_insecure},
+                                {"max_jobs_per_principal", o.max_jobs_per_principal}});
 }
 
 // What flag parsing cannot check; messages name the flag.
@@ -111,7 +127,8 @@ absl::Status ValidateOptions(const Options& o) {
         {"--data_dir", &o.data_dir},
         {"--default_dataset", &o.default_dataset},
         {"--fashion_mnist_dir", &o.fashion_mnist_dir}}) {
-    if (value->empty()) return absl::InvalidArgumentError(absl::StrCat(name, ": must not be empty"));
+    if (value->empty())
+      return absl::InvalidArgumentError(absl::StrCat(name, ": must not be empty"));
   }
   if (o.max_concurrent_jobs < 1 || o.threads_per_job < 1 || o.control_threads < 1 ||
       o.inference_threads < 1 || o.max_cached_models < 1 || o.max_batch_images < 1) {
@@ -122,10 +139,65 @@ absl::Status ValidateOptions(const Options& o) {
   if (o.batch_timeout_micros < 0) {
     return absl::InvalidArgumentError("--batch_timeout_micros: must be >= 0");
   }
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key: give both or neither");
+  }
+  if (!o.tls_client_ca.empty() && o.tls_cert.empty()) {
+    return absl::InvalidArgumentError("--tls_client_ca: needs --tls_cert and --tls_key");
+  }
+  // Secure by default: a training service reachable from a network without authentication is a
+  // remote CPU-execution service.
+  if (!IsLoopbackAddress(o.listen) && !o.allow_insecure) {
+    std::vector<std::string> missing;
+    if (o.tls_cert.empty()) missing.push_back("--tls_cert/--tls_key");
+    if (o.auth_tokens.empty()) missing.push_back("--auth_tokens");
+    if (!missing.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--listen ", o.listen, " is not a loopback address: configure ",
+          absl::StrJoin(missing, " and "), ", or pass --allow_insecure to accept the risk"));
+    }
+  }
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream contents;
+  contents << in.rdbuf();
+  if (!in || contents.str().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(flag, " ", path, ": cannot read it"));
+  }
+  return contents.str();
+}
+
+// TLS (mutual with a client CA) when configured, else plaintext.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const Options& o) {
+  if (o.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions ssl(
+      o.tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  GAN_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem("--tls_cert", o.tls_cert));
+  GAN_ASSIGN_OR_RETURN(pair.private_key, ReadPem("--tls_key", o.tls_key));
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!o.tls_client_ca.empty()) {
+    GAN_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem("--tls_client_ca", o.tls_client_ca));
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
 }  // namespace
+
+bool IsLoopbackAddress(const std::string& listen) {
+  std::string host = listen;
+  if (const size_t colon = listen.rfind(':'); colon != std::string::npos) {
+    host = listen.substr(0, colon);
+  }
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
+    host = host.substr(1, host.size() - 2);
+  }
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
 
 absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& options) {
   log::Format format = log::Format::kText;
@@ -144,6 +216,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
         absl::StrCat("--data_dir ", options.data_dir, ": cannot create it: ", error.message()));
   }
   GAN_ASSIGN_OR_RETURN(parts->store, SqliteJobStore::Open(options.data_dir + "/jobs.sqlite"));
+  if (!options.auth_tokens.empty()) {
+    GAN_ASSIGN_OR_RETURN(parts->authenticator, Authenticator::Create(options.auth_tokens));
+    log::Info("identities loaded",
+              {{"auth_tokens", options.auth_tokens},
+               {"tokens", static_cast<int64_t>(parts->authenticator->tokens())}});
+  }
+  parts->authorizer = std::make_unique<Authorizer>(parts->authenticator.get(), parts->store.get());
   parts->datasets = std::make_unique<DatasetRegistry>(options.data_dir, options.fashion_mnist_dir);
   JobManagerOptions job_options = JobManagerOptionsFrom(options);
   job_options.metrics = &parts->metrics;
@@ -163,6 +242,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
   backends.control = parts->control.get();
   backends.inference = parts->inference.get();
   backends.metrics = &parts->metrics;
+  backends.auth = parts->authorizer.get();
   parts->training_service = std::make_unique<TrainingServiceImpl>(backends);
   parts->scoring_service = std::make_unique<ScoringServiceImpl>(backends);
   InferenceBackends inference_backends;
@@ -171,19 +251,27 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
   inference_backends.scoring = parts->scoring.get();
   inference_backends.inference = parts->inference.get();
   inference_backends.metrics = &parts->metrics;
+  inference_backends.auth = parts->authorizer.get();
   parts->inference_service = std::make_unique<InferenceServiceImpl>(inference_backends);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  GAN_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                       ServerCredentials(options));
+  builder.AddListeningPort(options.listen, credentials, &port);
   builder.RegisterService(parts->training_service.get());
   builder.RegisterService(parts->scoring_service.get());
   builder.RegisterService(parts->inference_service.get());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
+  // Keepalive enforcement, explicit: pings more often than this, or without calls, are strikes.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             options.min_client_ping_interval_seconds * 1000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, options.max_ping_strikes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
                              options.max_connection_idle_seconds * 1000);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
@@ -226,6 +314,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
 Server::Server(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
 
 Server::~Server() { Shutdown(); }
+
+absl::Status Server::ReloadTokens() {
+  if (parts_->authenticator == nullptr) return absl::OkStatus();
+  absl::Status status = parts_->authenticator->Reload();
+  if (status.ok()) {
+    log::Info("identities reloaded",
+              {{"tokens", static_cast<int64_t>(parts_->authenticator->tokens())}});
+  } else {
+    log::Error("identities not reloaded; the previous tokens stay in force", {{"status", status}});
+  }
+  return status;
+}
 
 void Server::Wait() { parts_->stopped.WaitForNotification(); }
 

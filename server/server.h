@@ -90,7 +90,28 @@ struct Options {
   // to finish its current step and write its checkpoint (each logged), so it takes up to one
   // step plus one checkpoint write plus this grace.
   int shutdown_grace_seconds = 5;
+
+  // Identity: a token file ("<role> <principal> <sha256 of token>" lines, server/auth.h); empty
+  // means no identities (every caller is the anonymous admin). Re-read on SIGHUP
+  // (Server::ReloadTokens).
+  std::string auth_tokens;
+  // TLS: the server's certificate chain and key (PEM); with tls_client_ca, clients must present a
+  // certificate signed by that CA (mutual TLS).
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  // A non-loopback --listen refuses to start without TLS and tokens unless this is set.
+  bool allow_insecure = false;
+  // QUEUED + RUNNING jobs one principal may have; 0: no limit.
+  int max_jobs_per_principal = 16;
+  // HTTP/2 keepalive enforcement: clients may ping at most every this many seconds (more often
+  // counts as a strike; after max_ping_strikes the connection is closed).
+  int min_client_ping_interval_seconds = 60;
+  int max_ping_strikes = 2;
 };
+
+// True for 127.0.0.0/8, ::1 and localhost listen addresses ("host:port", "[::1]:port").
+bool IsLoopbackAddress(const std::string& listen);
 
 // The parts of Options each component takes.
 JobManagerOptions JobManagerOptionsFrom(const Options& options);
@@ -117,6 +138,10 @@ class Server {
   // resume at the next start); streams end; in-flight calls get shutdown_grace_seconds. Logged
   // step by step. Idempotent; safe from any thread but the gRPC ones.
   void Shutdown();
+
+  // Re-reads the token file (SIGHUP). On error the previous tokens stay in force and the error
+  // is returned (and logged). OK and nothing done without --auth_tokens.
+  absl::Status ReloadTokens();
 
  private:
   struct Parts;

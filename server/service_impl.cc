@@ -2,69 +2,18 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "server/log.h"
 #include "server/metrics_stream.h"
 #include "server/status_util.h"
+#include "server/unary_call.h"
 
 namespace gan::server {
 namespace {
-
-// Finishes a unary call (and its metrics) with `result`, copied into `response` when OK. Errors
-// that are the server's fault (INTERNAL, DATA_LOSS, UNKNOWN) are logged.
-template <typename T>
-void FinishCall(RpcCall& call, grpc::ServerUnaryReactor* reactor, const char* method,
-                const absl::StatusOr<T>& result, T* response) {
-  if (result.ok()) *response = *result;
-  const absl::StatusCode code = result.status().code();
-  if (code == absl::StatusCode::kInternal || code == absl::StatusCode::kDataLoss ||
-      code == absl::StatusCode::kUnknown) {
-    log::Error("rpc failed", {{"method", method}, {"status", result.status()}});
-  }
-  grpc::Status status = ToGrpcStatus(result.status());
-  call.Finish(status.error_code());
-  reactor->Finish(status);
-}
-
-template <typename T>
-grpc::ServerUnaryReactor* Reply(RpcCall call, grpc::CallbackServerContext* context,
-                                const char* method, const absl::StatusOr<T>& result, T* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  FinishCall(call, reactor, method, result, response);
-  return reactor;
-}
-
-// Runs `work` (returning absl::StatusOr<T>) on `executor` and finishes the call with its result.
-// A full executor answers RESOURCE_EXHAUSTED at once naming `queue_option`; a call cancelled by
-// its client, or past its deadline, when a worker takes it is answered without running `work`.
-template <typename T, typename Work>
-grpc::ServerUnaryReactor* Offload(Executor* executor, const char* queue_option, RpcCall call,
-                                  grpc::CallbackServerContext* context, const char* method,
-                                  T* response, Work work) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  auto shared_call = std::make_shared<RpcCall>(std::move(call));
-  const bool scheduled = executor->TrySchedule(
-      [shared_call, reactor, context, method, response, work = std::move(work)]() mutable {
-        absl::StatusOr<T> result;
-        if (context->IsCancelled()) {
-          result = absl::CancelledError("the client cancelled the call");
-        } else if (std::chrono::system_clock::now() > context->deadline()) {
-          result = absl::DeadlineExceededError("the deadline passed before the call was served");
-        } else {
-          result = work(*shared_call);
-        }
-        FinishCall(*shared_call, reactor, method, result, response);
-      });
-  if (!scheduled) {
-    FinishCall<T>(*shared_call, reactor, method,
-                  absl::ResourceExhaustedError(absl::StrCat(
-                      "the server is busy: its work queue is full (", queue_option, ")")),
-                  response);
-  }
-  return reactor;
-}
 
 GrpcMethodMetrics* MethodMetrics(ServerMetrics* metrics, const char* service, const char* method,
                                  ServerMetrics::RpcType type = ServerMetrics::RpcType::kUnary) {
@@ -100,20 +49,34 @@ ModelRef JobModel(JobManager* jobs, const std::string& job_id, int64_t step,
                   [jobs, job_id, step] { return jobs->CheckpointPath(job_id, step); }};
 }
 
-// A call is abandoned when its client cancels or its deadline passes.
-RequestLife LifeOf(grpc::CallbackServerContext* context) {
-  RequestLife life;
-  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
-    life.deadline = absl::FromChrono(context->deadline());
-  }
-  life.cancelled = [context] { return context->IsCancelled(); };
-  return life;
+// One audit line per state-changing call: who, what, which job, and how it ended.
+void Audit(const Principal& caller, const char* method, const std::string& job_id,
+           const absl::Status& result) {
+  log::Info("audit", {{"principal", caller.name},
+                      {"role", RoleName(caller.role)},
+                      {"method", method},
+                      {"job_id", job_id},
+                      {"result", result}});
 }
 
 constexpr char kControlQueue[] = "--max_control_queue";
 constexpr char kInferenceQueue[] = "--max_inference_queue";
 
 }  // namespace
+
+absl::Status CheckAuthorizedJob(const Authorizer& auth, const grpc::CallbackServerContext& context,
+                                Permission permission, const char* method,
+                                const std::string& job_id) {
+  absl::StatusOr<Principal> caller = auth.Authorize(context, permission, method);
+  if (!caller.ok()) return caller.status();
+  return auth.CheckJobVisible(*caller, job_id);
+}
+
+absl::Status TrainingServiceImpl::CheckJob(const grpc::CallbackServerContext& context,
+                                           Permission permission, const char* method,
+                                           const std::string& job_id) const {
+  return CheckAuthorizedJob(*backends_.auth, context, permission, method, job_id);
+}
 
 TrainingServiceImpl::TrainingServiceImpl(const ServiceBackends& backends) : backends_(backends) {
   const char* service = gan::v1::TrainingService::service_full_name();
@@ -129,16 +92,25 @@ TrainingServiceImpl::TrainingServiceImpl(const ServiceBackends& backends) : back
 
 ScoringServiceImpl::ScoringServiceImpl(const ServiceBackends& backends)
     : backends_(backends),
-      score_metrics_(MethodMetrics(backends.metrics,
-                                   gan::v1::ScoringService::service_full_name(), "Score")) {}
+      score_metrics_(
+          MethodMetrics(backends.metrics, gan::v1::ScoringService::service_full_name(), "Score")) {}
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::SubmitJob(grpc::CallbackServerContext* context,
                                                          const gan::v1::SubmitJobRequest* request,
                                                          gan::v1::Job* response) {
+  RpcCall call(submit_job_metrics_);
+  absl::StatusOr<Principal> caller =
+      backends_.auth->Authorize(*context, Permission::kSubmit, "SubmitJob");
+  if (!caller.ok()) {
+    return Reply<gan::v1::Job>(std::move(call), context, "SubmitJob", caller.status(), response);
+  }
   JobManager* jobs = backends_.jobs;
-  return Offload(backends_.control, kControlQueue, RpcCall(submit_job_metrics_), context,
-                 "SubmitJob", response, [jobs, request](RpcCall&) {
-                   return jobs->Submit(request->request_id(), request->spec());
+  return Offload(backends_.control, kControlQueue, std::move(call), context, "SubmitJob", response,
+                 [jobs, request, caller = *caller](RpcCall&) {
+                   absl::StatusOr<gan::v1::Job> job =
+                       jobs->Submit(caller.name, request->request_id(), request->spec());
+                   Audit(caller, "SubmitJob", job.ok() ? job->job_id() : "", job.status());
+                   return job;
                  });
 }
 
@@ -146,8 +118,10 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::GetJob(grpc::CallbackServerContex
                                                       const gan::v1::GetJobRequest* request,
                                                       gan::v1::Job* response) {
   RpcCall call(get_job_metrics_);
-  if (auto s = RequireJobId(request->job_id()); !s.ok()) {
-    return Reply<gan::v1::Job>(std::move(call), context, "GetJob", s, response);
+  absl::Status allowed = RequireJobId(request->job_id());
+  if (allowed.ok()) allowed = CheckJob(*context, Permission::kRead, "GetJob", request->job_id());
+  if (!allowed.ok()) {
+    return Reply<gan::v1::Job>(std::move(call), context, "GetJob", allowed, response);
   }
   return Reply(std::move(call), context, "GetJob", backends_.jobs->Get(request->job_id()),
                response);
@@ -157,7 +131,21 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::ListJobs(grpc::CallbackServerCont
                                                         const gan::v1::ListJobsRequest* request,
                                                         gan::v1::ListJobsResponse* response) {
   RpcCall call(list_jobs_metrics_);
-  return Reply(std::move(call), context, "ListJobs", backends_.jobs->List(*request), response);
+  absl::StatusOr<Principal> caller =
+      backends_.auth->Authorize(*context, Permission::kRead, "ListJobs");
+  if (!caller.ok()) {
+    return Reply<gan::v1::ListJobsResponse>(std::move(call), context, "ListJobs", caller.status(),
+                                            response);
+  }
+  // Admins list everyone's jobs (or one principal's, on request); everyone else their own.
+  std::optional<std::string> principal;
+  if (caller->role != Role::kAdmin) {
+    principal = caller->name;
+  } else if (!request->principal().empty()) {
+    principal = request->principal();
+  }
+  return Reply(std::move(call), context, "ListJobs", backends_.jobs->List(*request, principal),
+               response);
 }
 
 grpc::ServerUnaryReactor* TrainingServiceImpl::CancelJob(grpc::CallbackServerContext* context,
@@ -167,9 +155,23 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::CancelJob(grpc::CallbackServerCon
   if (auto s = RequireJobId(request->job_id()); !s.ok()) {
     return Reply<gan::v1::Job>(std::move(call), context, "CancelJob", s, response);
   }
+  absl::StatusOr<Principal> caller =
+      backends_.auth->Authorize(*context, Permission::kCancel, "CancelJob");
+  if (!caller.ok()) {
+    return Reply<gan::v1::Job>(std::move(call), context, "CancelJob", caller.status(), response);
+  }
   JobManager* jobs = backends_.jobs;
-  return Offload(backends_.control, kControlQueue, std::move(call), context, "CancelJob",
-                 response, [jobs, request](RpcCall&) { return jobs->Cancel(request->job_id()); });
+  const Authorizer* auth = backends_.auth;
+  return Offload(backends_.control, kControlQueue, std::move(call), context, "CancelJob", response,
+                 [jobs, auth, request, caller = *caller](RpcCall&) -> absl::StatusOr<gan::v1::Job> {
+                   // Another principal's job is NOT_FOUND, and stays untouched.
+                   absl::Status visible = auth->CheckJobVisible(caller, request->job_id());
+                   absl::StatusOr<gan::v1::Job> job = visible.ok()
+                                                          ? jobs->Cancel(request->job_id())
+                                                          : absl::StatusOr<gan::v1::Job>(visible);
+                   Audit(caller, "CancelJob", request->job_id(), job.status());
+                   return job;
+                 });
 }
 
 grpc::ServerWriteReactor<gan::v1::MetricEvent>* TrainingServiceImpl::StreamMetrics(
@@ -179,7 +181,9 @@ grpc::ServerWriteReactor<gan::v1::MetricEvent>* TrainingServiceImpl::StreamMetri
   if (status.ok() && request->from_step() < 0) {
     status = absl::InvalidArgumentError("from_step: must be >= 0");
   }
-  if (status.ok()) status = backends_.jobs->Get(request->job_id()).status();
+  if (status.ok()) {
+    status = CheckJob(*context, Permission::kRead, "StreamMetrics", request->job_id());
+  }
   if (!status.ok()) return new FailedStream(std::move(call), status);
   return new MetricsStream(std::move(call), backends_.jobs, request->job_id(),
                            request->from_step());
@@ -191,19 +195,21 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::SampleImages(
   RpcCall call(sample_images_metrics_);
   absl::Status valid = RequireJobId(request->job_id());
   if (valid.ok()) valid = RequireStep(request->checkpoint_step());
+  if (valid.ok()) {
+    valid = CheckJob(*context, Permission::kInfer, "SampleImages", request->job_id());
+  }
   if (!valid.ok()) {
     return Reply<gan::v1::SampleImagesResponse>(std::move(call), context, "SampleImages", valid,
                                                 response);
   }
   const ServiceBackends backends = backends_;
-  return Offload(backends_.inference, kInferenceQueue, std::move(call), context, "SampleImages",
-                 response,
-                 [backends, request](RpcCall&) -> absl::StatusOr<gan::v1::SampleImagesResponse> {
-                   auto path =
-                       backends.jobs->CheckpointPath(request->job_id(), request->checkpoint_step());
-                   if (!path.ok()) return path.status();
-                   return backends.scoring->Sample(*path, request->count(), request->seed());
-                 });
+  return Offload(
+      backends_.inference, kInferenceQueue, std::move(call), context, "SampleImages", response,
+      [backends, request](RpcCall&) -> absl::StatusOr<gan::v1::SampleImagesResponse> {
+        auto path = backends.jobs->CheckpointPath(request->job_id(), request->checkpoint_step());
+        if (!path.ok()) return path.status();
+        return backends.scoring->Sample(*path, request->count(), request->seed());
+      });
 }
 
 grpc::ServerUnaryReactor* ScoringServiceImpl::Score(grpc::CallbackServerContext* context,
@@ -212,6 +218,10 @@ grpc::ServerUnaryReactor* ScoringServiceImpl::Score(grpc::CallbackServerContext*
   RpcCall call(score_metrics_);
   absl::Status valid = RequireJobId(request->job_id());
   if (valid.ok()) valid = RequireStep(request->checkpoint_step());
+  if (valid.ok()) {
+    valid = CheckAuthorizedJob(*backends_.auth, *context, Permission::kInfer, "Score",
+                               request->job_id());
+  }
   if (!valid.ok()) {
     return Reply<gan::v1::ScoreResponse>(std::move(call), context, "Score", valid, response);
   }

@@ -10,6 +10,7 @@
 // counted and timed (grpc_server_*; Score also feeds gan_score_*).
 
 #include "gan/v1/service.grpc.pb.h"
+#include "server/authorizer.h"
 #include "server/executor.h"
 #include "server/job_manager.h"
 #include "server/scoring_engine.h"
@@ -21,10 +22,17 @@ namespace gan::server {
 struct ServiceBackends {
   JobManager* jobs = nullptr;
   ScoringEngine* scoring = nullptr;
-  Executor* control = nullptr;    // SubmitJob, CancelJob
-  Executor* inference = nullptr;  // Score, SampleImages
+  Executor* control = nullptr;       // SubmitJob, CancelJob
+  Executor* inference = nullptr;     // Score, SampleImages
   ServerMetrics* metrics = nullptr;  // optional
+  const Authorizer* auth = nullptr;  // every call asks it first
 };
+
+// The caller of `context` may call `method` (`permission`) on job `job_id`: UNAUTHENTICATED,
+// PERMISSION_DENIED, or NOT_FOUND for a job that does not exist or is another principal's.
+absl::Status CheckAuthorizedJob(const Authorizer& auth, const grpc::CallbackServerContext& context,
+                                Permission permission, const char* method,
+                                const std::string& job_id);
 
 class TrainingServiceImpl final : public gan::v1::TrainingService::CallbackService {
  public:
@@ -43,13 +51,15 @@ class TrainingServiceImpl final : public gan::v1::TrainingService::CallbackServi
                                       const gan::v1::CancelJobRequest* request,
                                       gan::v1::Job* response) override;
   grpc::ServerWriteReactor<gan::v1::MetricEvent>* StreamMetrics(
-      grpc::CallbackServerContext* context,
-      const gan::v1::StreamMetricsRequest* request) override;
+      grpc::CallbackServerContext* context, const gan::v1::StreamMetricsRequest* request) override;
   grpc::ServerUnaryReactor* SampleImages(grpc::CallbackServerContext* context,
                                          const gan::v1::SampleImagesRequest* request,
                                          gan::v1::SampleImagesResponse* response) override;
 
  private:
+  absl::Status CheckJob(const grpc::CallbackServerContext& context, Permission permission,
+                        const char* method, const std::string& job_id) const;
+
   const ServiceBackends backends_;
   // Label handles per method (null without metrics).
   GrpcMethodMetrics* submit_job_metrics_;

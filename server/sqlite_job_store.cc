@@ -117,9 +117,6 @@ std::string NewJobId() {
   return absl::StrFormat("job-%016x", bits);
 }
 
-absl::Status JobNotFound(const std::string& job_id) {
-  return absl::NotFoundError(absl::StrCat("job \"", job_id, "\" not found"));
-}
 
 absl::StatusOr<JobRecord> ReadJob(const Statement& row) {
   JobRecord record;
@@ -162,7 +159,7 @@ absl::StatusOr<JobRecord> LoadJob(Database& db, const std::string& job_id) {
                        db.Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs WHERE job_id = ?"));
   select.BindText(job_id);
   GAN_ASSIGN_OR_RETURN(bool row, select.Step());
-  if (!row) return JobNotFound(job_id);
+  if (!row) return JobNotFoundError(job_id);
   return ReadJob(select);
 }
 
@@ -171,7 +168,7 @@ absl::StatusOr<gan::v1::JobState> LoadState(Database& db, const std::string& job
   GAN_ASSIGN_OR_RETURN(Statement select, db.Prepare("SELECT state FROM jobs WHERE job_id = ?"));
   select.BindText(job_id);
   GAN_ASSIGN_OR_RETURN(bool row, select.Step());
-  if (!row) return JobNotFound(job_id);
+  if (!row) return JobNotFoundError(job_id);
   return static_cast<gan::v1::JobState>(select.Int64(0));
 }
 
@@ -458,7 +455,7 @@ absl::Status SqliteJobStore::SetStep(const std::string& job_id, int64_t step) {
   GAN_ASSIGN_OR_RETURN(Statement update, db_->Prepare("UPDATE jobs SET step = ? WHERE job_id = ?"));
   update.Bind(step).BindText(job_id);
   GAN_RETURN_IF_ERROR(update.Run());
-  if (db_->Changes() == 0) return JobNotFound(job_id);
+  if (db_->Changes() == 0) return JobNotFoundError(job_id);
   return absl::OkStatus();
 }
 

@@ -40,16 +40,18 @@ std::string Pixels(int64_t bytes, uint64_t seed) {
 // One worker's connection and its prepared request.
 class Caller {
  public:
-  Caller(const BenchOptions& options, const GlobalOptions& global, int index) : global_(global) {
+  Caller(const BenchOptions& options, const Connection& connection, int index)
+      : connection_(connection) {
     // A channel argument of its own keeps gRPC from sharing one connection between workers.
     grpc::ChannelArguments args;
     args.SetInt("ganctl.bench.worker", index);
-    channel_ = grpc::CreateCustomChannel(global.server, grpc::InsecureChannelCredentials(), args);
+    channel_ =
+        grpc::CreateCustomChannel(connection.options().server, connection.credentials(), args);
     const std::vector<int64_t> shape = {options.images_per_request, options.height, options.width,
                                         options.channels};
-    const std::string pixels = Pixels(options.images_per_request * options.height * options.width *
-                                          options.channels,
-                                      static_cast<uint64_t>(index));
+    const std::string pixels =
+        Pixels(options.images_per_request * options.height * options.width * options.channels,
+               static_cast<uint64_t>(index));
     if (options.protocol == "oip") {
       oip_ = inference::GRPCInferenceService::NewStub(channel_);
       infer_.set_model_name(options.job_id);
@@ -72,9 +74,7 @@ class Caller {
 
   grpc::Status Call() {
     grpc::ClientContext context;
-    context.set_deadline(
-        std::chrono::system_clock::now() +
-        std::chrono::milliseconds(static_cast<int64_t>(global_.deadline_seconds * 1000)));
+    connection_.PrepareCall(&context);
     if (oip_ != nullptr) {
       inference::ModelInferResponse response;
       return oip_->ModelInfer(&context, infer_, &response);
@@ -84,7 +84,7 @@ class Caller {
   }
 
  private:
-  const GlobalOptions& global_;
+  const Connection& connection_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<gan::v1::ScoringService::Stub> gan_;
   std::unique_ptr<inference::GRPCInferenceService::Stub> oip_;
@@ -110,14 +110,15 @@ int BenchScore(Connection& connection, const BenchOptions& options) {
   if (options.job_id.empty() || options.concurrency < 1 || options.duration_seconds <= 0 ||
       options.images_per_request < 1 || options.height < 1 || options.width < 1 ||
       options.channels < 1 || (options.protocol != "gan" && options.protocol != "oip")) {
-    ReportError("bench score: needs --job, --concurrency >= 1, --duration > 0, "
-                "--images_per_request >= 1 and --protocol gan or oip");
+    ReportError(
+        "bench score: needs --job, --concurrency >= 1, --duration > 0, "
+        "--images_per_request >= 1 and --protocol gan or oip");
     return kExitUsage;
   }
   const GlobalOptions& global = connection.options();
   std::vector<std::unique_ptr<Caller>> callers;
   for (int i = 0; i < options.concurrency; ++i) {
-    callers.push_back(std::make_unique<Caller>(options, global, i));
+    callers.push_back(std::make_unique<Caller>(options, connection, i));
   }
   // Warm-up: loads the model (and fails fast on a wrong job or shape).
   if (grpc::Status status = callers.front()->Call(); !status.ok()) {

@@ -10,7 +10,7 @@ int Health(Connection& connection) {
   grpc::health::v1::HealthCheckRequest request;  // no service name: the server as a whole
   grpc::health::v1::HealthCheckResponse response;
   grpc::ClientContext context;
-  connection.SetDeadline(&context);
+  connection.PrepareCall(&context);
   const grpc::Status status = connection.health().Check(&context, request, &response);
   if (!status.ok()) return ReportRpcError(status);
   std::printf("%s\n",

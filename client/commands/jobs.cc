@@ -16,7 +16,7 @@ int GetJob(Connection& connection, const std::string& job_id) {
   request.set_job_id(job_id);
   gan::v1::Job job;
   grpc::ClientContext context;
-  connection.SetDeadline(&context);
+  connection.PrepareCall(&context);
   const grpc::Status status = connection.training().GetJob(&context, request, &job);
   if (!status.ok()) return ReportRpcError(status);
   PrintMessage(connection.options().json, job);
@@ -28,7 +28,7 @@ int CancelJob(Connection& connection, const std::string& job_id) {
   request.set_job_id(job_id);
   gan::v1::Job job;
   grpc::ClientContext context;
-  connection.SetDeadline(&context);
+  connection.PrepareCall(&context);
   const grpc::Status status = connection.training().CancelJob(&context, request, &job);
   if (!status.ok()) return ReportRpcError(status);
   PrintMessage(connection.options().json, job);
@@ -49,7 +49,7 @@ int ListJobs(Connection& connection, const ListOptions& options) {
   }
   gan::v1::ListJobsResponse response;
   grpc::ClientContext context;
-  connection.SetDeadline(&context);
+  connection.PrepareCall(&context);
   const grpc::Status status = connection.training().ListJobs(&context, request, &response);
   if (!status.ok()) return ReportRpcError(status);
   if (connection.options().json) {

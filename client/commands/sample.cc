@@ -18,7 +18,7 @@ int Sample(Connection& connection, const SampleOptions& options) {
   request.set_checkpoint_step(options.checkpoint_step);
   gan::v1::SampleImagesResponse response;
   grpc::ClientContext context;
-  connection.SetDeadline(&context);
+  connection.PrepareCall(&context);
   const grpc::Status status = connection.training().SampleImages(&context, request, &response);
   if (!status.ok()) return ReportRpcError(status);
 

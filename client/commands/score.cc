@@ -35,7 +35,7 @@ int Score(Connection& connection, const ScoreOptions& options) {
   request.set_uint8_pixels(images->pixels.data(), images->pixels.size());
   gan::v1::ScoreResponse response;
   grpc::ClientContext context;
-  connection.SetDeadline(&context);
+  connection.PrepareCall(&context);
   const grpc::Status status = connection.scoring().Score(&context, request, &response);
   if (!status.ok()) return ReportRpcError(status);
   if (connection.options().json) {

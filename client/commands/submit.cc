@@ -61,7 +61,7 @@ int Submit(Connection& connection, const SubmitOptions& options) {
   request.set_request_id(options.request_id);
   gan::v1::Job job;
   grpc::ClientContext context;
-  connection.SetDeadline(&context);
+  connection.PrepareCall(&context);
   const grpc::Status status = connection.training().SubmitJob(&context, request, &job);
   if (!status.ok()) return ReportRpcError(status);
   if (connection.options().json) {

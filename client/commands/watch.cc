@@ -26,7 +26,7 @@ int Watch(Connection& connection, const std::string& job_id) {
     gan::v1::GetJobRequest request;
     request.set_job_id(job_id);
     grpc::ClientContext context;
-    connection.SetDeadline(&context);
+    connection.PrepareCall(&context);
     const grpc::Status status = connection.training().GetJob(&context, request, &job);
     if (!status.ok()) return ReportRpcError(status);
   }
@@ -38,6 +38,7 @@ int Watch(Connection& connection, const std::string& job_id) {
   int64_t first_step_seen = -1;
   while (true) {
     grpc::ClientContext context;  // no deadline: a stream lasts as long as the job
+    connection.PrepareStream(&context);
     gan::v1::StreamMetricsRequest request;
     request.set_job_id(job_id);
     request.set_from_step(next_step);
