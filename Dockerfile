@@ -2,7 +2,9 @@
 # the shared libraries the binaries link (derived from ldd + dpkg -S in the build stage).
 #
 #   docker build -t gan-server:dev .            # or: bash scripts/build_image.sh (docker or podman)
-#   docker run -p 50051:50051 -p 9464:9464 -v gan-data:/var/lib/gan gan-server:dev
+#   scripts/make_secrets.sh secrets && sudo chown -R 10001 secrets
+#   docker run -p 50051:50051 -p 9464:9464 -v gan-data:/var/lib/gan \
+#     -v "$PWD/secrets:/run/secrets/gan:ro" gan-server:dev
 #
 # Build args: FASHION_MNIST=1 (default) installs Debian's dataset-fashion-mnist (~30 MB) into the
 # runtime image; FASHION_MNIST=0 leaves it out (jobs can still use `synthetic` and datasets under
@@ -64,8 +66,14 @@ USER 10001:10001
 WORKDIR /var/lib/gan
 VOLUME ["/var/lib/gan"]
 EXPOSE 50051 9464
+# Secure by default: TLS and bearer tokens from secrets mounted at /run/secrets/gan (server.pem,
+# server.key, tokens, and ca.pem for the health check); scripts/make_secrets.sh makes a set for
+# local use. Health needs no token, but it speaks TLS like every call.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["ganctl", "--server", "127.0.0.1:50051", "--deadline_seconds", "3", "health"]
+  CMD ["ganctl", "--server", "localhost:50051", "--tls_ca", "/run/secrets/gan/ca.pem", \
+       "--deadline_seconds", "3", "health"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["gan-server"]
-CMD ["--listen=0.0.0.0:50051", "--data_dir=/var/lib/gan", "--metrics_listen=0.0.0.0:9464"]
+CMD ["--listen=0.0.0.0:50051", "--data_dir=/var/lib/gan", "--metrics_listen=0.0.0.0:9464", \
+     "--tls_cert=/run/secrets/gan/server.pem", "--tls_key=/run/secrets/gan/server.key", \
+     "--auth_tokens=/run/secrets/gan/tokens"]

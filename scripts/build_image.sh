@@ -88,14 +88,20 @@ work=$(mktemp -d /tmp/gan-proof.XXXXXX)
 server_pid=""
 img=()
 in_image() { "${img[@]}" "$@"; }
+# The image runs as it is deployed: TLS and bearer tokens from mounted secrets.
+bash "$repo/scripts/make_secrets.sh" "$work/secrets" localhost 127.0.0.1 >/dev/null
+chown -R 10001:10001 "$work/secrets"
+secrets_in_image=/run/secrets/gan
+token=$(cat "$work/secrets/token.admin")
 
 if [[ $engine == docker ]]; then
-  cid=$(docker run -d -p "127.0.0.1:$port:50051" -p "127.0.0.1:$mport:9464" "$tag")
+  cid=$(docker run -d -p "127.0.0.1:$port:50051" -p "127.0.0.1:$mport:9464" \
+    -v "$work/secrets:$secrets_in_image:ro" "$tag")
   cleanup() { docker rm -f "$cid" >/dev/null 2>&1 || true; rm -rf "$work"; }
   trap cleanup EXIT
   img=(docker exec "$cid")
   copy_in() { docker cp "$1" "$cid:$2"; }
-  image_addr=127.0.0.1:50051
+  image_addr=localhost:50051
   data_in_image=/var/lib/gan
   copy_out() { docker cp "$cid:$1" "$2"; }
 else
@@ -122,12 +128,18 @@ else
   mount --bind "$work/data" "$mnt/var/lib/gan"; mounts+=("$mnt/var/lib/gan")
   mount -t proc proc "$mnt/proc"; mounts+=("$mnt/proc")
   mount --bind /dev "$mnt/dev"; mounts+=("$mnt/dev")
+  # /run exists in the image; the secrets go over it, at the path the Dockerfile's CMD uses.
+  mkdir -p "$work/run/secrets/gan"
+  cp -a "$work/secrets/." "$work/run/secrets/gan/"
+  mount --bind "$work/run" "$mnt/run"; mounts+=("$mnt/run")
   img=(chroot --userspec=10001:10001 "$mnt")
   copy_in() { install -o 10001 -g 10001 -m 0644 "$1" "$mnt$2"; }
-  image_addr=127.0.0.1:$port
+  image_addr=localhost:$port
   data_in_image=/var/lib/gan
   copy_out() { cp "$mnt$1" "$2"; }
-  server_args=(--listen "127.0.0.1:$port" --data_dir /var/lib/gan)
+  server_args=(--listen "127.0.0.1:$port" --data_dir /var/lib/gan
+               --tls_cert "$secrets_in_image/server.pem" --tls_key "$secrets_in_image/server.key"
+               --auth_tokens "$secrets_in_image/tokens")
   server_help=$(in_image /usr/local/bin/gan-server --help 2>&1 || true)
   if [[ $server_help == *--metrics_listen* ]]; then
     server_args+=(--metrics_listen "127.0.0.1:$mport")
@@ -140,11 +152,15 @@ else
   server_pid=$!
 fi
 
-ganctl_img() { in_image /usr/local/bin/ganctl --server "$image_addr" --deadline_seconds 10 "$@"; }
+ganctl_img() {
+  in_image env GAN_TOKEN="$token" /usr/local/bin/ganctl --server "$image_addr" \
+    --tls_ca "$secrets_in_image/ca.pem" --deadline_seconds 10 "$@"
+}
 
 ok=0
 for _ in $(seq 60); do
-  if in_image /usr/local/bin/ganctl --server "$image_addr" --deadline_seconds 3 health >/dev/null 2>&1; then
+  if in_image /usr/local/bin/ganctl --server "$image_addr" --tls_ca "$secrets_in_image/ca.pem" \
+      --deadline_seconds 3 health >/dev/null 2>&1; then
     ok=1; break
   fi
   sleep 0.5
@@ -154,11 +170,17 @@ if ((ok == 0)); then
   cat "$work/server.log" >&2 2>/dev/null || true
   exit 1
 fi
-echo "health (image ganctl): $(ganctl_img health 2>&1) exit=0"
+echo "health (image ganctl, TLS): $(ganctl_img health 2>&1) exit=0"
+if in_image /usr/local/bin/ganctl --server "$image_addr" --tls_ca "$secrets_in_image/ca.pem" \
+    --deadline_seconds 5 list >/dev/null 2>&1; then
+  log "FAIL: a call without a token was accepted"; exit 1
+fi
+echo "a call without a token is refused (UNAUTHENTICATED)"
 
 job=$(ganctl_img submit --preset seed-dcgan --batch 8 --steps 2 --dataset synthetic)
 echo "submitted job: $job"
-if ! timeout 180 "${img[@]}" /usr/local/bin/ganctl --server "$image_addr" watch "$job" >"$work/watch.log" 2>&1; then
+if ! timeout 180 "${img[@]}" env GAN_TOKEN="$token" /usr/local/bin/ganctl --server "$image_addr" \
+    --tls_ca "$secrets_in_image/ca.pem" watch "$job" >"$work/watch.log" 2>&1; then
   log "FAIL: job $job did not succeed"; cat "$work/watch.log" >&2; exit 1
 fi
 echo "job: $(ganctl_img get "$job" | tr '\n' ' ')"
@@ -178,7 +200,8 @@ ganctl_img score "$job" "$data_in_image/proof.idx"
 if [[ -n $host_ganctl ]]; then
   copy_out "$data_in_image/proof-samples.png" "$work/host-samples.png"
   echo "score (host build/bin/ganctl, same PNG from the host):"
-  "$host_ganctl" --server "127.0.0.1:$port" --deadline_seconds 10 score "$job" "$work/host-samples.png"
+  GAN_TOKEN="$token" "$host_ganctl" --server "localhost:$port" --tls_ca "$work/secrets/ca.pem" \
+    --deadline_seconds 10 score "$job" "$work/host-samples.png"
 fi
 
 if [[ -n $mport ]]; then
