@@ -172,7 +172,7 @@ TEST_F(ServerInProcessTest, BadOptionsAreRefusedNamingTheOption) {
   EXPECT_THAT(Server::BuildAndStart(options_).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--log_format")));
   options_.log_format = "text";
-  options_.listen = "256.0.0.1:1";
+  options_.listen = "127.0.0.1:70000";  // no such port
   EXPECT_THAT(Server::BuildAndStart(options_).status(),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("--listen")));
 }
