@@ -172,8 +172,12 @@ TEST_F(ServerInProcessTest, BadOptionsAreRefusedNamingTheOption) {
   EXPECT_THAT(Server::BuildAndStart(options_).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--log_format")));
   options_.log_format = "text";
-  options_.listen = "127.0.0.1:70000";  // no such port
-  EXPECT_THAT(Server::BuildAndStart(options_).status(),
+  // A port another server holds.
+  Start();
+  Options second = options_;
+  second.listen = absl::StrCat("127.0.0.1:", server_->port());
+  second.data_dir += "-second";
+  EXPECT_THAT(Server::BuildAndStart(second).status(),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("--listen")));
 }
 
