@@ -68,6 +68,11 @@ absl::StatusOr<GanShapes> ValidateGanSpec(const gan::v1::GanSpec& spec, const Ga
     return Invalid("image_shape.channels",
                    absl::StrFormat("must be in [1, %d]", limits.max_image_channels));
   }
+  if (!gan::v1::Precision_IsValid(spec.precision())) {
+    return Invalid("precision", absl::StrCat(spec.precision(),
+                                             " is not PRECISION_UNSPECIFIED, PRECISION_FP32 or "
+                                             "PRECISION_BF16"));
+  }
   GAN_RETURN_IF_ERROR(ValidateAdam("generator_optimizer", spec.generator_optimizer()));
   GAN_RETURN_IF_ERROR(ValidateAdam("discriminator_optimizer", spec.discriminator_optimizer()));
 

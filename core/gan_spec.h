@@ -31,10 +31,11 @@ struct GanShapes {
 // Image shape as the models see it: (C, H, W).
 Dims ImageDims(const gan::v1::ImageShape& image);
 
-// Checks every field (sizes, optimizers, noise) and both networks: the generator maps
+// Checks every field (sizes, precision, optimizers, noise) and both networks: the generator maps
 // (noise.dim) to the image shape, the discriminator maps the image shape to one logit.
 // INVALID_ARGUMENT with the field path ("discriminator.layers[4]: ...",
-// "generator_optimizer.learning_rate: ...") or RESOURCE_EXHAUSTED over a limit.
+// "generator_optimizer.learning_rate: ...") or RESOURCE_EXHAUSTED over a limit. Whether this CPU
+// can run the precision is CheckPrecisionSupported's question (core/precision.h).
 absl::StatusOr<GanShapes> ValidateGanSpec(const gan::v1::GanSpec& spec, const GanLimits& limits);
 
 }  // namespace gan

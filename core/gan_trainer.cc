@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "core/engine.h"
 #include "core/loss.h"
 #include "core/random.h"
 #include "io/status_macros.h"
@@ -46,17 +47,44 @@ GanTrainer::GanTrainer(const gan::v1::GanSpec& spec, GanShapes shapes)
 absl::StatusOr<std::unique_ptr<GanTrainer>> GanTrainer::Create(const gan::v1::GanSpec& spec,
                                                                const GanLimits& limits) {
   GAN_ASSIGN_OR_RETURN(GanShapes shapes, ValidateGanSpec(spec, limits));
+  GAN_RETURN_IF_ERROR(CheckPrecisionSupported(spec));
   std::unique_ptr<GanTrainer> t(new GanTrainer(spec, std::move(shapes)));
   const int64_t b = spec.batch_size();
-  GAN_ASSIGN_OR_RETURN(t->g_train_, Sequential::Create(t->shapes_.generator, t->generator_.get(),
-                                                       {b, Pass::kTraining, false}));
-  GAN_ASSIGN_OR_RETURN(t->d_step_,
-                       Sequential::Create(t->shapes_.discriminator, t->discriminator_.get(),
-                                          {2 * b, Pass::kTraining, false, &t->d_buffers_}));
-  GAN_ASSIGN_OR_RETURN(t->d_frozen_,
-                       Sequential::Create(t->shapes_.discriminator, t->discriminator_.get(),
-                                          {b, Pass::kTraining, true, &t->d_buffers_}));
+  const dnnl::memory::data_type compute = ComputeDataType(EffectivePrecision(spec));
+  if (compute != dnnl::memory::data_type::f32) {
+    t->generator_copies_ = std::make_unique<WeightCopies>(t->generator_.get(), CpuEngine());
+    t->discriminator_copies_ = std::make_unique<WeightCopies>(t->discriminator_.get(), CpuEngine());
+  }
+  NetworkOptions g_options{b, Pass::kTraining, false};
+  g_options.compute = compute;
+  g_options.weight_copies = t->generator_copies_.get();
+  NetworkOptions d_options{2 * b, Pass::kTraining, false, &t->d_buffers_};
+  d_options.compute = compute;
+  d_options.weight_copies = t->discriminator_copies_.get();
+  NetworkOptions frozen_options = d_options;
+  frozen_options.batch = b;
+  frozen_options.input_grad = true;
+  GAN_ASSIGN_OR_RETURN(t->g_train_,
+                       Sequential::Create(t->shapes_.generator, t->generator_.get(), g_options));
+  GAN_ASSIGN_OR_RETURN(
+      t->d_step_, Sequential::Create(t->shapes_.discriminator, t->discriminator_.get(), d_options));
+  GAN_ASSIGN_OR_RETURN(t->d_frozen_, Sequential::Create(t->shapes_.discriminator,
+                                                        t->discriminator_.get(), frozen_options));
+  if (compute != dnnl::memory::data_type::f32) {
+    // The ISA check passed; make sure no layer's shape sends a bf16 primitive to a reference
+    // kernel (hundreds of times slower than fp32) instead of training slowly without a word.
+    GAN_RETURN_IF_ERROR(CheckNoReferenceKernels("generator", t->primitives(Role::kGenerator)));
+    GAN_RETURN_IF_ERROR(
+        CheckNoReferenceKernels("discriminator", t->primitives(Role::kDiscriminator)));
+  }
   return t;
+}
+
+std::vector<PrimitiveInfo> GanTrainer::primitives(Role role) const {
+  if (role == Role::kGenerator) return g_train_->primitives();
+  std::vector<PrimitiveInfo> out = d_step_->primitives();
+  for (PrimitiveInfo& p : d_frozen_->primitives()) out.push_back(std::move(p));
+  return out;
 }
 
 int64_t GanTrainer::real_batch_size() const {

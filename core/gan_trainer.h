@@ -1,7 +1,7 @@
 #ifndef GAN_CORE_GAN_TRAINER_H_
 #define GAN_CORE_GAN_TRAINER_H_
 
-// One GAN training iteration, exactly as ARCHITECTURE.md and the PyTorch peer do it:
+// One GAN training iteration, as docs/architecture.md describes and bench/torch_peer.py does it:
 //   1. D's step: fake = G(z_d) (G in training mode, no gradients); D on [real; fake] with labels
 //      [1; 0]; backpropagate; Adam on D.
 //   2. G's step: G(z_g) with fresh noise through D (D's weights not updated, fresh dropout masks),
@@ -10,6 +10,9 @@
 // both of G's passes; dropout active in both of D's passes).
 //
 // All networks and buffers are created once by Create; Step allocates no tensor memory.
+// spec.precision PRECISION_BF16 trains in mixed precision (core/precision.h): the networks'
+// convolutions and Dense layers compute in bf16 with weight copies that each store's WeightCopies
+// converts once per Adam step; parameters, gradients, Adam, BatchNorm and the loss stay fp32.
 // Not thread-safe: one thread drives a trainer.
 
 #include <cstdint>
@@ -21,7 +24,9 @@
 #include "absl/types/span.h"
 #include "core/adam.h"
 #include "core/gan_spec.h"
+#include "core/layers/weight_copies.h"
 #include "core/parameter_store.h"
+#include "core/precision.h"
 #include "core/sequential.h"
 #include "gan/v1/spec.pb.h"
 
@@ -75,6 +80,8 @@ struct StepMetrics {
 class GanTrainer {
  public:
   // Validates the spec and builds every network; parameters start zero (call an initializer).
+  // PRECISION_BF16 on a CPU without bf16 kernels (CheckPrecisionSupported), or with a bf16
+  // convolution or matmul that oneDNN would run on a reference kernel, is FAILED_PRECONDITION.
   static absl::StatusOr<std::unique_ptr<GanTrainer>> Create(const gan::v1::GanSpec& spec,
                                                             const GanLimits& limits = {});
 
@@ -91,6 +98,10 @@ class GanTrainer {
   Adam& generator_optimizer() { return generator_adam_; }
   Adam& discriminator_optimizer() { return discriminator_adam_; }
 
+  // Convolution and matmul primitives of a model's training networks (the discriminator's at 2B,
+  // then at B) with oneDNN's implementation names.
+  std::vector<PrimitiveInfo> primitives(Role role) const;
+
   // One iteration on `real` ((batch, C, H, W) in [-1, 1]); increments step().
   StepMetrics Step(absl::Span<const float> real, StepRandomness& randomness);
 
@@ -104,6 +115,8 @@ class GanTrainer {
   GanShapes shapes_;
   std::unique_ptr<ParameterStore> generator_, discriminator_;
   Adam generator_adam_, discriminator_adam_;
+  // bf16 weight copies of each store, shared by that store's networks (null in fp32).
+  std::unique_ptr<WeightCopies> generator_copies_, discriminator_copies_;
   std::vector<dnnl::memory> d_buffers_;    // shared by d_step_ and d_frozen_
   std::unique_ptr<Sequential> g_train_;    // batch B
   std::unique_ptr<Sequential> d_step_;     // batch 2B, D's own step

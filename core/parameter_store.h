@@ -6,6 +6,11 @@
 // state (BatchNorm running statistics). Each tensor is in its PyTorch layout and is named
 // "<model>.<layer index>.<param>" as in checkpoints. Networks built for different batch sizes
 // share one store. Not thread-safe: one trainer owns it.
+//
+// values_version() changes with every non-const access to the values (Value, Data, trainable(),
+// state()): whoever may write them (Adam, initializers, checkpoint loading, tests) goes through
+// one, so copies derived from the values (the bf16 weights of mixed precision) know when they
+// are stale without anyone having to remember to invalidate them.
 
 #include <cstdint>
 #include <map>
@@ -36,20 +41,30 @@ class ParameterStore {
 
   // Values of a tensor (trainable or state); nullptr when absent.
   float* Value(int layer, const std::string& param);
+  uint64_t values_version() const { return values_version_; }
   // Gradient of a trainable tensor; nullptr when absent or not trainable.
   float* Grad(int layer, const std::string& param);
   // BatchNorm's num_batches_tracked of a layer (0 when the layer has none).
   int64_t& BatchesTracked(int layer) { return batches_tracked_[layer]; }
   const std::map<int, int64_t>& batches_tracked() const { return batches_tracked_; }
 
-  std::vector<float>& trainable() { return trainable_; }
+  std::vector<float>& trainable() {
+    ++values_version_;
+    return trainable_;
+  }
   std::vector<float>& grads() { return grads_; }
-  std::vector<float>& state() { return state_; }
+  std::vector<float>& state() {
+    ++values_version_;
+    return state_;
+  }
   const std::vector<float>& trainable() const { return trainable_; }
   const std::vector<float>& state() const { return state_; }
 
   // Values of an entry, in either buffer.
-  float* Data(const Entry& e) { return (e.trainable ? trainable_.data() : state_.data()) + e.offset; }
+  float* Data(const Entry& e) {
+    ++values_version_;
+    return (e.trainable ? trainable_.data() : state_.data()) + e.offset;
+  }
   const float* Data(const Entry& e) const {
     return (e.trainable ? trainable_.data() : state_.data()) + e.offset;
   }
@@ -61,6 +76,7 @@ class ParameterStore {
   std::vector<float> grads_;
   std::vector<float> state_;
   std::map<int, int64_t> batches_tracked_;
+  uint64_t values_version_ = 0;
 };
 
 }  // namespace gan

@@ -64,6 +64,13 @@ absl::Status Sequential::Plan(ParameterStore* store) {
   const int64_t batch = options_.batch;
   const bool training = options_.pass == Pass::kTraining;
   const size_t n = layers_.size();
+  if (options_.compute != dnnl::memory::data_type::f32) {
+    weight_copies_ = options_.weight_copies;
+    if (weight_copies_ == nullptr) {
+      own_weight_copies_ = std::make_unique<WeightCopies>(store, engine);
+      weight_copies_ = own_weight_copies_.get();
+    }
+  }
 
   // 1. Layouts: walk forward; each layer decides its output layout from its input's.
   std::vector<dnnl::memory::desc> descs = {PlainDesc(layers_[0].input, batch)};
@@ -74,13 +81,15 @@ absl::Status Sequential::Plan(ParameterStore* store) {
   for (size_t i = 0; i < n; ++i) {
     const LayerShape& layer = layers_[i];
     const bool plain_input = descs[i] == PlainDesc(layer.input, batch);
-    view[i] = IsView(layer.spec, options_.pass, descs[i], plain_input);
+    view[i] = IsView(layer.spec, options_.pass, descs[i], plain_input, options_.compute);
     if (view[i]) {
       descs.push_back(layer.spec.has_flatten() || layer.spec.has_reshape()
                           ? PlainDesc(layer.output, batch)
                           : descs[i]);
     } else {
       LayerContext context{&layer, batch, options_.pass, engine, descs[i], needs_grad[i], store};
+      context.compute = options_.compute;
+      context.weight_copies = weight_copies_;
       GAN_ASSIGN_OR_RETURN(modules_[i], CreateLayer(context));
       descs.push_back(modules_[i]->dst_desc());
       in_place[i] = modules_[i]->can_run_in_place() && producer != kNone &&
@@ -163,7 +172,16 @@ absl::Status Sequential::Plan(ParameterStore* store) {
   return absl::OkStatus();
 }
 
+std::vector<PrimitiveInfo> Sequential::primitives() const {
+  std::vector<PrimitiveInfo> out;
+  for (const auto& module : modules_) {
+    if (module) module->AppendPrimitives(&out);
+  }
+  return out;
+}
+
 void Sequential::Forward() {
+  if (weight_copies_ != nullptr) weight_copies_->Refresh(stream_);
   for (auto& module : modules_) {
     if (module) module->Forward(stream_);
   }
@@ -172,6 +190,7 @@ void Sequential::Forward() {
 }
 
 void Sequential::Backward(bool param_grads) {
+  if (weight_copies_ != nullptr) weight_copies_->Refresh(stream_);
   if (output_grad_reorder_) output_grad_reorder_.execute(stream_, output_grad_, last_gradient_);
   for (size_t i = modules_.size(); i-- > 0;) {
     if (modules_[i]) modules_[i]->Backward(stream_, param_grads);

@@ -11,6 +11,10 @@
 // Element-wise layers run in place when nothing needs the value they overwrite; views share
 // buffers; an inference network keeps only two activation buffers and a training network two
 // gradient buffers, used alternately, since each is dead once the next layer has run.
+// Mixed precision (options.compute = bf16): the tensors between layers stay fp32; convolutions
+// and Dense layers convert what they multiply (see core/layers/layer.h) and take bf16 weights
+// from a WeightCopies of the store, which Forward and Backward refresh first (a no-op unless the
+// store changed since).
 // Not thread-safe; each network owns its oneDNN stream.
 
 #include <cstdint>
@@ -21,6 +25,7 @@
 #include "absl/types/span.h"
 #include "core/layers/dropout.h"
 #include "core/layers/layer.h"
+#include "core/layers/weight_copies.h"
 #include "core/model_shapes.h"
 #include "core/parameter_store.h"
 
@@ -36,6 +41,11 @@ struct NetworkOptions {
   // discriminator's own step and its pass inside the generator's step): the network uses buffer k
   // of the pool when it is large enough and appends the ones the pool lacks. Not owned.
   std::vector<dnnl::memory>* shared_buffers = nullptr;
+  // Data type convolutions and Dense layers multiply in: f32, or bf16 (mixed precision).
+  dnnl::memory::data_type compute = dnnl::memory::data_type::f32;
+  // With bf16: the weight copies of `store`, shared with the other networks of that store (the
+  // trainer's); the network makes its own when null. Not owned.
+  WeightCopies* weight_copies = nullptr;
 };
 
 class Sequential {
@@ -62,6 +72,9 @@ class Sequential {
   // Training-mode dropout layers, whose masks are filled before each Forward.
   const std::vector<Dropout*>& dropout_layers() const { return dropouts_; }
 
+  // The convolution and matmul primitives of every layer with oneDNN's implementation names.
+  std::vector<PrimitiveInfo> primitives() const;
+
   void Forward();
   // Backpropagates output_grad(); with `param_grads` also overwrites the parameter gradients.
   void Backward(bool param_grads);
@@ -77,6 +90,8 @@ class Sequential {
   std::vector<dnnl::memory> buffers_;            // raw storage the memories below point into
   std::vector<std::unique_ptr<Layer>> modules_;  // per entry; nullptr for views
   std::vector<Dropout*> dropouts_;
+  std::unique_ptr<WeightCopies> own_weight_copies_;
+  WeightCopies* weight_copies_ = nullptr;                   // with bf16
   dnnl::memory input_, output_, output_grad_, input_grad_;  // plain
   dnnl::memory last_activation_, last_gradient_;  // in the last layer's layout
   dnnl::reorder output_reorder_, output_grad_reorder_;  // empty when that layout is plain

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/precision.h"
 #include "core/presets.h"
 #include "io/status_macros.h"
 
@@ -37,6 +38,10 @@ absl::StatusOr<ResolvedJob> ResolveJobSpec(const gan::v1::JobSpec& spec,
   }
   if (auto shapes = ValidateGanSpec(job.gan, defaults.limits); !shapes.ok()) {
     return shapes.status();
+  }
+  // A precision this CPU cannot run is refused at submission, never trained silently in fp32.
+  if (absl::Status precision = CheckPrecisionSupported(job.gan); !precision.ok()) {
+    return precision;
   }
   if (spec.steps() < 0 || spec.epochs() < 0 || (spec.steps() > 0) == (spec.epochs() > 0)) {
     return Invalid("steps", "set exactly one of steps and epochs, > 0");

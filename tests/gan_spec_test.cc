@@ -381,6 +381,28 @@ TEST(GanSpecTest, RejectsImageShape) {
   EXPECT_THAT(Validate(spec), StatusIs(kInvalid, StartsWith("image_shape.channels:")));
 }
 
+TEST(GanSpecTest, AcceptsEveryPrecision) {
+  for (gan::v1::Precision precision : {gan::v1::PRECISION_UNSPECIFIED, gan::v1::PRECISION_FP32,
+                                       gan::v1::PRECISION_BF16}) {
+    SCOPED_TRACE(gan::v1::Precision_Name(precision));
+    gan::v1::GanSpec spec = Seed();
+    spec.set_precision(precision);
+    // Validation is about the spec; whether this CPU can run bf16 is CheckPrecisionSupported's.
+    EXPECT_THAT(Validate(spec), IsOk());
+  }
+}
+
+TEST(GanSpecTest, RejectsPrecisionOutOfRange) {
+  // proto3 enums are open: a client can send any number.
+  for (int value : {3, -1, 1000}) {
+    SCOPED_TRACE(value);
+    gan::v1::GanSpec spec = Seed();
+    spec.set_precision(static_cast<gan::v1::Precision>(value));
+    EXPECT_THAT(Validate(spec),
+                StatusIs(kInvalid, AllOf(StartsWith("precision:"), HasSubstr("PRECISION_BF16"))));
+  }
+}
+
 // --- Resource caps (small custom limits: validation allocates nothing either way) -------------
 
 TEST(GanSpecTest, RejectsTooManyParameters) {

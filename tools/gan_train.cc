@@ -19,6 +19,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "core/dataset.h"
+#include "core/precision.h"
 #include "core/presets.h"
 #include "core/sampler.h"
 #include "core/step_metrics_proto.h"
@@ -43,6 +44,7 @@ struct Flags {
   int batch = 0;
   int threads = gan::kDefaultTrainingThreads;
   std::string hidden_activation;
+  std::string precision = "fp32";
   std::string out;
   bool resume = false;
 };
@@ -102,6 +104,10 @@ int Train(const Flags& flags) {
     }
     gan::SetHiddenActivations(*activation, spec->mutable_discriminator());
   }
+  spec->set_precision(flags.precision == "bf16" ? gan::v1::PRECISION_BF16
+                                                : gan::v1::PRECISION_FP32);
+  // On a CPU without bf16 kernels: FAILED_PRECONDITION naming what is missing, before any work.
+  if (absl::Status s = gan::CheckPrecisionSupported(*spec); !s.ok()) return Fail(s);
   const auto load_start = std::chrono::steady_clock::now();
   absl::StatusOr<gan::ImageDataset> dataset = LoadDataset(flags.dataset);
   if (!dataset.ok()) return Fail(dataset.status());
@@ -229,6 +235,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   app.add_option("--hidden_activation", flags.hidden_activation,
                  "replace the discriminator's hidden activations: leaky_relu, relu, tanh, sigmoid");
+  app.add_option("--precision", flags.precision,
+                 "fp32, or bf16 (mixed precision; needs AVX512_BF16 or AMX)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_option("--out", flags.out, "output directory")->required();
   app.add_flag("--resume", flags.resume, "continue from the newest checkpoint in --out");
   CLI11_PARSE(app, argc, argv);

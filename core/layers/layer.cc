@@ -17,21 +17,25 @@ using gan::v1::LayerSpec;
 namespace {
 
 // A Reshape of a plain input to an image whose channels fill AVX2's 8-wide blocks writes the
-// blocked layout the convolutions after it compute in, so nothing downstream reorders.
-bool ReshapeToBlocked(const LayerSpec& spec, const dnnl::memory::desc& src) {
-  return spec.has_reshape() && spec.reshape().channels() % 8 == 0 &&
+// blocked layout the convolutions after it compute in, so nothing downstream reorders. In mixed
+// precision the bf16 (AMX) convolutions compute in nhwc, so the Reshape writes that instead.
+bool ReshapeToBlocked(const LayerSpec& spec, const dnnl::memory::desc& src,
+                      dnnl::memory::data_type compute) {
+  return spec.has_reshape() &&
+         (spec.reshape().channels() % 8 == 0 || compute != dnnl::memory::data_type::f32) &&
          spec.reshape().height() * spec.reshape().width() > 1 &&
          src.dims().size() == 2;  // plain (N, F) input: Reshape is the first 4-D tensor
 }
 
 }  // namespace
 
-bool IsView(const LayerSpec& spec, Pass pass, const dnnl::memory::desc& src, bool plain_input) {
+bool IsView(const LayerSpec& spec, Pass pass, const dnnl::memory::desc& src, bool plain_input,
+            dnnl::memory::data_type compute) {
   switch (spec.layer_case()) {
     case LayerSpec::kFlatten:
       return plain_input;
     case LayerSpec::kReshape:
-      return plain_input && !ReshapeToBlocked(spec, src);
+      return plain_input && !ReshapeToBlocked(spec, src, compute);
     case LayerSpec::kActivation:
       return spec.activation().function() == gan::v1::ACTIVATION_FUNCTION_LINEAR;
     case LayerSpec::kDropout:
@@ -39,6 +43,16 @@ bool IsView(const LayerSpec& spec, Pass pass, const dnnl::memory::desc& src, boo
     default:
       return false;
   }
+}
+
+std::string ImplInfo(const dnnl::primitive& primitive) {
+  const char* info = nullptr;
+  if (dnnl_primitive_desc_query(primitive.get_primitive_desc(), dnnl_query_impl_info_str, 0,
+                                &info) != dnnl_success ||
+      info == nullptr) {
+    return "";
+  }
+  return info;
 }
 
 dnnl::memory::desc PlainDesc(const Dims& per_sample, int64_t batch) {
@@ -71,10 +85,13 @@ absl::StatusOr<std::unique_ptr<Layer>> CreateLayer(const LayerContext& context) 
         return MakeRelayout(context, PlainDesc(context.shape->output, context.batch));
       case LayerSpec::kReshape: {
         const Dims& out = context.shape->output;
-        if (ReshapeToBlocked(context.shape->spec, context.src_desc)) {
-          return MakeRelayout(context, dnnl::memory::desc({context.batch, out[0], out[1], out[2]},
-                                                          dnnl::memory::data_type::f32,
-                                                          dnnl::memory::format_tag::aBcd8b));
+        if (ReshapeToBlocked(context.shape->spec, context.src_desc, context.compute)) {
+          return MakeRelayout(context,
+                              dnnl::memory::desc({context.batch, out[0], out[1], out[2]},
+                                                 dnnl::memory::data_type::f32,
+                                                 context.compute == dnnl::memory::data_type::f32
+                                                     ? dnnl::memory::format_tag::aBcd8b
+                                                     : dnnl::memory::format_tag::acdb));
         }
         return MakeRelayout(context, PlainDesc(out, context.batch));
       }
