@@ -298,7 +298,9 @@ class ServerTlsTest : public ServerAuthTest {
       ssl.pem_private_key = ReadFile(secrets_ + "/client.key");
     }
     return Client(
-        grpc::CreateChannel(absl::StrCat("localhost:", server_->port()), grpc::SslCredentials(ssl)),
+        // 127.0.0.1, not "localhost": the certificate names both, and a minimal system may not
+        // resolve the name (no /etc/hosts).
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()), grpc::SslCredentials(ssl)),
         token);
   }
 

@@ -143,7 +143,8 @@ class SecureServerTest(unittest.TestCase):
                                  "--tls_cert", os.path.join(secrets, "server.pem"),
                                  "--tls_key", os.path.join(secrets, "server.key"),
                                  "--auth_tokens", os.path.join(secrets, "tokens")).start()
-        cls.address = f"localhost:{cls.server.port}"
+        # 127.0.0.1: the certificate names it, and a minimal system may not resolve "localhost".
+        cls.address = f"127.0.0.1:{cls.server.port}"
 
     @classmethod
     def tearDownClass(cls):
