@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "io/little_endian.h"
 
 namespace gan::server {
 namespace {
@@ -16,21 +17,6 @@ using ::inference::ModelInferRequest;
 template <typename... Parts>
 absl::Status Invalid(absl::string_view field, const Parts&... parts) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", parts...));
-}
-
-float LoadFloatLittleEndian(const char* p) {
-  const auto* b = reinterpret_cast<const unsigned char*>(p);
-  const uint32_t bits =
-      uint32_t{b[0]} | uint32_t{b[1]} << 8 | uint32_t{b[2]} << 16 | uint32_t{b[3]} << 24;
-  float value;
-  std::memcpy(&value, &bits, sizeof(value));
-  return value;
-}
-
-void StoreFloatLittleEndian(float value, char* p) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof(bits));
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((bits >> (8 * i)) & 0xff);
 }
 
 enum class DataType { kUint8, kFp32 };
@@ -111,8 +97,8 @@ absl::StatusOr<Located> Locate(const ModelInferRequest& request, const char* nam
   const int64_t element_bytes = located.type == DataType::kUint8 ? 1 : 4;
   if (request.raw_input_contents_size() > 0) {
     if (request.raw_input_contents_size() != request.inputs_size()) {
-      return Invalid("raw_input_contents", request.raw_input_contents_size(),
-                     " entries for ", request.inputs_size(), " input(s)");
+      return Invalid("raw_input_contents", request.raw_input_contents_size(), " entries for ",
+                     request.inputs_size(), " input(s)");
     }
     if (input.has_contents() && FilledContentFields(input.contents()) > 0) {
       return Invalid(name, "set raw_input_contents or contents, not both");
@@ -154,8 +140,9 @@ class InferImageTensor : public ImageTensor {
 
   absl::Status Check(int height, int width, int channels) const override {
     if (t_.shape[1] != height || t_.shape[2] != width || t_.shape[3] != channels) {
-      return Invalid(kImagesTensor, "shape ", ShapeText(t_.shape), " does not match the model's [-1, ",
-                     height, ", ", width, ", ", channels, "] (NHWC)");
+      return Invalid(kImagesTensor, "shape ", ShapeText(t_.shape),
+                     " does not match the model's [-1, ", height, ", ", width, ", ", channels,
+                     "] (NHWC)");
     }
     return absl::OkStatus();
   }
@@ -209,8 +196,8 @@ class InferNoiseTensor : public NoiseTensor {
 
   absl::Status Check(int64_t noise_dim) const override {
     if (t_.shape[1] != noise_dim) {
-      return Invalid(kNoiseTensor, "shape ", ShapeText(t_.shape), " does not match the model's [-1, ",
-                     noise_dim, "]");
+      return Invalid(kNoiseTensor, "shape ", ShapeText(t_.shape),
+                     " does not match the model's [-1, ", noise_dim, "]");
     }
     return absl::OkStatus();
   }
@@ -242,9 +229,8 @@ std::string ShapeText(absl::Span<const int64_t> shape) {
 absl::StatusOr<std::unique_ptr<ImageTensor>> InferImages(const ModelInferRequest& request,
                                                          int64_t max_images,
                                                          const char* limit_flag) {
-  absl::StatusOr<Located> located = Locate(request, kImagesTensor, 4,
-                                           {DataType::kUint8, DataType::kFp32}, max_images,
-                                           limit_flag);
+  absl::StatusOr<Located> located = Locate(
+      request, kImagesTensor, 4, {DataType::kUint8, DataType::kFp32}, max_images, limit_flag);
   if (!located.ok()) return located.status();
   return std::make_unique<InferImageTensor>(*std::move(located));
 }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "io/little_endian.h"
 #include "io/status_macros.h"
 
 namespace gan::server {
@@ -18,15 +19,6 @@ absl::Status InvalidArgument(absl::string_view field, const Parts&... parts) {
 // "(2, 32, 32, 1)".
 std::string ShapeString(absl::Span<const int64_t> shape) {
   return absl::StrCat("(", absl::StrJoin(shape, ", "), ")");
-}
-
-float LoadFloatLittleEndian(const char* p) {
-  const auto* b = reinterpret_cast<const unsigned char*>(p);
-  const uint32_t bits =
-      uint32_t{b[0]} | uint32_t{b[1]} << 8 | uint32_t{b[2]} << 16 | uint32_t{b[3]} << 24;
-  float value;
-  std::memcpy(&value, &bits, sizeof(value));
-  return value;
 }
 
 }  // namespace
@@ -126,9 +118,7 @@ class ScoreRequestTensor : public ImageTensor {
   }
 
  private:
-  bool uint8() const {
-    return request_.pixels_case() == gan::v1::ScoreRequest::kUint8Pixels;
-  }
+  bool uint8() const { return request_.pixels_case() == gan::v1::ScoreRequest::kUint8Pixels; }
 
   const gan::v1::ScoreRequest& request_;
   const absl::Span<const int64_t> shape_;

@@ -4,8 +4,6 @@
 // is RESOURCE_EXHAUSTED at once; a request abandoned (deadline passed, client gone) before its
 // batch runs is not computed; requests for different jobs all complete.
 
-#include "server/batcher.h"
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -33,10 +31,12 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "server/batcher.h"
 #include "server/executor.h"
 #include "server/scoring_engine.h"
 #include "server/server.h"
 #include "server/server_metrics.h"
+#include "tests/in_process_server.h"
 #include "tests/test_jobs.h"
 #include "tests/test_util.h"
 
@@ -262,9 +262,10 @@ TEST(BatchSizeTest, SeedDiscriminatorGivesTheSameScoresAtEveryBatchSize) {
       max_probability =
           std::max(max_probability, double{std::fabs(probabilities[i] - probabilities64[i])});
     }
-    std::printf("seed discriminator, passes of %ld vs one of 64: %d/64 bit-identical, max |d logit| "
-                "%.3g, max |d probability| %.3g\n",
-                static_cast<long>(pass), identical, max_logit, max_probability);
+    std::printf(
+        "seed discriminator, passes of %ld vs one of 64: %d/64 bit-identical, max |d logit| "
+        "%.3g, max |d probability| %.3g\n",
+        static_cast<long>(pass), identical, max_logit, max_probability);
     RecordProperty(absl::StrCat("identical_at_", pass), identical);
     EXPECT_LE(max_probability, 1e-6) << "pass " << pass;
     EXPECT_LE(max_logit, 1e-5) << "pass " << pass;
@@ -287,8 +288,8 @@ std::string RandomPixels(int64_t n, uint64_t seed) {
 gan::v1::ScoreRequest ScoreRequestFor(const std::string& job_id, const std::string& pixels) {
   gan::v1::ScoreRequest request;
   request.set_job_id(job_id);
-  for (int64_t d : {static_cast<int64_t>(pixels.size() / 784), int64_t{28}, int64_t{28},
-                    int64_t{1}}) {
+  for (int64_t d :
+       {static_cast<int64_t>(pixels.size() / 784), int64_t{28}, int64_t{28}, int64_t{1}}) {
     request.add_shape(d);
   }
   request.set_uint8_pixels(pixels);
@@ -322,26 +323,11 @@ double MetricValue(const std::string& exposition, const std::string& series) {
   return std::stod(exposition.substr(at + series.size() + 2));
 }
 
-class BatchingServerTest : public ::testing::Test {
+class BatchingServerTest : public gan::testing::InProcessServerTest {
  protected:
   void SetUp() override {
-    options_.listen = "127.0.0.1:0";
+    InProcessServerTest::SetUp();
     options_.metrics_listen = "127.0.0.1:0";
-    options_.data_dir =
-        MakeTempDir(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "/data";
-    options_.default_dataset = "synthetic";
-    options_.threads_per_job = 1;
-    options_.checkpoint_every = 5;
-  }
-
-  void Start() {
-    auto server = Server::BuildAndStart(options_);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                   grpc::InsecureChannelCredentials());
-    training_ = gan::v1::TrainingService::NewStub(channel_);
-    scoring_ = gan::v1::ScoringService::NewStub(channel_);
   }
 
   // Trains TinyJob(steps) with `seed` to its end; returns the job id.
@@ -370,16 +356,9 @@ class BatchingServerTest : public ::testing::Test {
   grpc::Status Score(const gan::v1::ScoreRequest& request, gan::v1::ScoreResponse* response,
                      int deadline_ms = 30000) {
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::milliseconds(deadline_ms));
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
     return scoring_->Score(&context, request, response);
   }
-
-  Options options_;
-  std::unique_ptr<Server> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<gan::v1::TrainingService::Stub> training_;
-  std::unique_ptr<gan::v1::ScoringService::Stub> scoring_;
 };
 
 // 16 concurrent single-image requests run as one pass of 16 and get, within 1e-6, the answers
@@ -406,8 +385,7 @@ TEST_F(BatchingServerTest, ConcurrentSingleImageRequestsAreBatchedAndEqualScorin
   const std::string model = absl::StrCat("{model=\"", job, "\"}");
   const std::string after_batch = Scrape(server_->metrics_port());
   // One pass of 16 images, not 16 passes of one.
-  EXPECT_EQ(MetricValue(after_batch, "gan_inference_batch_images_count" + model), 1)
-      << after_batch;
+  EXPECT_EQ(MetricValue(after_batch, "gan_inference_batch_images_count" + model), 1) << after_batch;
   EXPECT_EQ(MetricValue(after_batch, "gan_inference_batch_images_sum" + model), 16);
 
   // Then each alone (the batch never fills: each waits out the timeout, so shorten it).
@@ -505,12 +483,12 @@ TEST_F(BatchingServerTest, ARequestPastItsDeadlineIsNotComputed) {
   absl::SleepFor(absl::Milliseconds(600));  // the batch has formed (without it)
   const std::string metrics = Scrape(server_->metrics_port());
   EXPECT_EQ(MetricValue(metrics, absl::StrCat("gan_inference_rejected_total{model=\"", job,
-                                               "\",reason=\"deadline_exceeded\"}")),
+                                              "\",reason=\"deadline_exceeded\"}")),
             1)
       << metrics;
-  EXPECT_EQ(MetricValue(metrics,
-                        absl::StrCat("gan_inference_batch_images_count{model=\"", job, "\"}")),
-            0);
+  EXPECT_EQ(
+      MetricValue(metrics, absl::StrCat("gan_inference_batch_images_count{model=\"", job, "\"}")),
+      0);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
+#include "tests/in_process_server.h"
 #include "tests/test_jobs.h"
 #include "tests/test_util.h"
 
@@ -25,28 +26,8 @@ using ::gan::testing::StatusIs;
 using ::gan::testing::TinyJob;
 using ::testing::HasSubstr;
 
-class ServerInProcessTest : public ::testing::Test {
+class ServerInProcessTest : public gan::testing::InProcessServerTest {
  protected:
-  void SetUp() override {
-    options_.listen = "127.0.0.1:0";
-    options_.metrics_listen = "";
-    options_.data_dir =
-        MakeTempDir(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "/data";
-    options_.default_dataset = "synthetic";
-    options_.threads_per_job = 1;
-    options_.checkpoint_every = 5;
-  }
-
-  void Start() {
-    auto server = Server::BuildAndStart(options_);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                   grpc::InsecureChannelCredentials());
-    training_ = gan::v1::TrainingService::NewStub(channel_);
-    scoring_ = gan::v1::ScoringService::NewStub(channel_);
-  }
-
   static void SetDeadline(grpc::ClientContext* context, int seconds = 30) {
     context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
   }
@@ -76,12 +57,6 @@ class ServerInProcessTest : public ::testing::Test {
     EXPECT_TRUE(reader->Finish().ok());
     return finished;
   }
-
-  Options options_;
-  std::unique_ptr<Server> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<gan::v1::TrainingService::Stub> training_;
-  std::unique_ptr<gan::v1::ScoringService::Stub> scoring_;
 };
 
 TEST_F(ServerInProcessTest, TrainsStreamsScoresAndSamples) {
