@@ -80,6 +80,13 @@ bool Decode(png_structp png, png_infop info, ReadState* state, int channels,
   // after png_read_info (which reads the chunks before the image data and allocates nothing
   // that depends on the dimensions) and before any row buffer exists.
   png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
+  // libpng buffers some ancillary chunks whole at the length their header claims (up to
+  // 2^31 - 1 bytes, whatever the file holds; png_set_chunk_malloc_max does not stop it for these).
+  // The pixels never depend on them, so they are skipped unread.
+  static constexpr png_byte kSkipped[] = "tEXt\0zTXt\0iTXt\0sPLT\0eXIf\0pCAL\0sCAL\0";
+  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, kSkipped, 7);
+  png_set_chunk_malloc_max(png, 8u << 20);
+  png_set_chunk_cache_max(png, 1000);
   png_read_info(png, info);
 
   png_uint_32 width = 0, height = 0;
