@@ -19,10 +19,11 @@ class Adam {
 
   // One update of params[0, size) from grads; increments steps(). `segments` are consecutive
   // [begin, end) ranges that partition [0, size) (a model's tensors); for each the sum of squared
-  // gradients is written to grad_sq_sums (resized), computed in the same pass over memory.
+  // gradients is written to grad_sq_sums and the sum of squared parameters before the update to
+  // param_sq_sums (both resized), computed in the same pass over memory.
   void Step(float* params, const float* grads,
             const std::vector<std::pair<int64_t, int64_t>>& segments,
-            std::vector<double>* grad_sq_sums);
+            std::vector<double>* grad_sq_sums, std::vector<double>* param_sq_sums);
 
   int64_t steps() const { return steps_; }
   // State for checkpoints: first and second moments, and the step count t.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/engine.h"
@@ -106,11 +107,16 @@ void GanTrainer::UpdateAndMeasure(ParameterStore& store, Adam& adam,
     segments.emplace_back(e.offset, e.offset + NumElements(e.dims));
     trainable.push_back(&e);
   }
-  adam.Step(store.trainable().data(), store.grads().data(), segments, &grad_sq_sums_);
+  adam.Step(store.trainable().data(), store.grads().data(), segments, &grad_sq_sums_,
+            &param_sq_sums_);
   for (size_t k = 0; k < trainable.size(); ++k) {
     if (trainable[k]->param != "weight") continue;
-    norms->push_back({absl::StrCat(store.model_name(), ".", trainable[k]->layer),
-                      std::sqrt(grad_sq_sums_[k])});
+    LayerGradNorm norm;
+    norm.layer = absl::StrCat(store.model_name(), ".", trainable[k]->layer);
+    norm.norm = std::sqrt(grad_sq_sums_[k]);
+    norm.weight_norm = std::sqrt(param_sq_sums_[k]);
+    norm.kernel = trainable[k]->dims.size() >= 2;
+    norms->push_back(std::move(norm));
   }
 }
 

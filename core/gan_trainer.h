@@ -24,6 +24,7 @@
 #include "absl/types/span.h"
 #include "core/adam.h"
 #include "core/gan_spec.h"
+#include "core/gradient_health.h"
 #include "core/layers/weight_copies.h"
 #include "core/parameter_store.h"
 #include "core/precision.h"
@@ -62,8 +63,12 @@ class SeededRandomness : public StepRandomness {
 };
 
 struct LayerGradNorm {
-  std::string layer;  // "discriminator.0": the entry owning the weight
-  double norm;        // L2 norm of that entry's weight gradient
+  std::string layer;       // "discriminator.0": the entry owning the weight
+  double norm;             // L2 norm of that entry's weight gradient
+  double weight_norm = 0;  // L2 norm of the weight before the step's update
+  bool kernel = true;      // a Conv or Dense kernel (2+ dims); false: BatchNorm's 1-D scale
+  // From norm / weight_norm over a window of steps; set by TrainingRun (GradientHealthTracker).
+  LayerHealth health = LayerHealth::kOk;
 };
 
 struct StepMetrics {
@@ -75,6 +80,8 @@ struct StepMetrics {
   float d_accuracy = 0;   // fraction of D's step logits on the right side of 0
   // D's from its step, then G's from its step, in layer order.
   std::vector<LayerGradNorm> grad_norms;
+  // From D's figures over a window of steps; set by TrainingRun (GradientHealthTracker).
+  DiscriminatorHealth discriminator_health = DiscriminatorHealth::kOk;
 };
 
 class GanTrainer {
@@ -108,7 +115,8 @@ class GanTrainer {
  private:
   GanTrainer(const gan::v1::GanSpec& spec, GanShapes shapes);
   void FillMasks(Phase phase, Role role, Sequential& net, StepRandomness& randomness);
-  // Adam step on one network, appending its weight-gradient norms (computed in the same pass).
+  // Adam step on one network, appending its weight-gradient and weight norms (computed in the
+  // same pass).
   void UpdateAndMeasure(ParameterStore& store, Adam& adam, std::vector<LayerGradNorm>* norms);
 
   gan::v1::GanSpec spec_;
@@ -122,7 +130,7 @@ class GanTrainer {
   std::unique_ptr<Sequential> d_step_;     // batch 2B, D's own step
   std::unique_ptr<Sequential> d_frozen_;   // batch B, inside G's step, input gradient only
   std::vector<float> d_labels_, g_labels_;
-  std::vector<double> grad_sq_sums_;
+  std::vector<double> grad_sq_sums_, param_sq_sums_;
   int64_t step_ = 0;
 };
 

@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/gan_trainer.h"
 
 namespace gan::server {
 namespace {
@@ -23,6 +24,11 @@ prometheus::Histogram::BucketBoundaries QueueWaitBuckets() {
   return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
           0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,    10};
 }
+
+// The state label values of the health gauges, indexed by gan::LayerHealth and
+// gan::DiscriminatorHealth.
+constexpr const char* kLayerStateNames[] = {"ok", "vanishing", "exploding"};
+constexpr const char* kDiscriminatorStateNames[] = {"ok", "stalled", "collapsed"};
 
 prometheus::Histogram::BucketBoundaries ImageCountBuckets() {
   return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
@@ -69,12 +75,17 @@ void RpcCall::Finish(grpc::StatusCode code) {
   method_ = nullptr;
 }
 
-JobMetrics::JobMetrics(ServerMetrics* metrics, const std::string& job_id) : metrics_(metrics) {
-  const prometheus::Labels labels = {{"job_id", job_id}};
-  d_loss_ = &metrics_->job_d_loss_.Add(labels);
-  g_loss_ = &metrics_->job_g_loss_.Add(labels);
-  d_real_ = &metrics_->job_d_real_.Add(labels);
-  d_fake_ = &metrics_->job_d_fake_.Add(labels);
+JobMetrics::JobMetrics(ServerMetrics* metrics, const std::string& job_id)
+    : metrics_(metrics), labels_({{"job_id", job_id}}) {
+  d_loss_ = &metrics_->job_d_loss_.Add(labels_);
+  g_loss_ = &metrics_->job_g_loss_.Add(labels_);
+  d_real_ = &metrics_->job_d_real_.Add(labels_);
+  d_fake_ = &metrics_->job_d_fake_.Add(labels_);
+  for (int state = 0; state < kDiscriminatorStates; ++state) {
+    prometheus::Labels labels = labels_;
+    labels["state"] = kDiscriminatorStateNames[state];
+    discriminator_health_[state] = &metrics_->job_discriminator_health_.Add(labels);
+  }
 }
 
 JobMetrics::~JobMetrics() {
@@ -82,6 +93,59 @@ JobMetrics::~JobMetrics() {
   metrics_->job_g_loss_.Remove(g_loss_);
   metrics_->job_d_real_.Remove(d_real_);
   metrics_->job_d_fake_.Remove(d_fake_);
+  for (prometheus::Gauge* gauge : discriminator_health_) {
+    metrics_->job_discriminator_health_.Remove(gauge);
+  }
+  RemoveLayerSeries();
+}
+
+void JobMetrics::RemoveLayerSeries() {
+  for (const LayerSeries& series : layers_) {
+    metrics_->job_layer_gradient_norm_.Remove(series.norm);
+    for (prometheus::Gauge* gauge : series.health) {
+      if (gauge != nullptr) metrics_->job_gradient_health_.Remove(gauge);
+    }
+  }
+  layers_.clear();
+}
+
+void JobMetrics::Gradients(const StepMetrics& step) {
+  bool same_layers = layers_.size() == step.grad_norms.size();
+  for (size_t k = 0; same_layers && k < layers_.size(); ++k) {
+    same_layers = layers_[k].layer == step.grad_norms[k].layer;
+  }
+  if (!same_layers) {
+    RemoveLayerSeries();
+    for (const LayerGradNorm& g : step.grad_norms) {
+      LayerSeries series;
+      series.layer = g.layer;
+      prometheus::Labels labels = labels_;
+      labels["layer"] = g.layer;
+      series.norm = &metrics_->job_layer_gradient_norm_.Add(labels);
+      series.health.fill(nullptr);
+      // BatchNorm's scale has no health state (gan::LayerHealth::kNotAssessed).
+      if (!g.kernel) {
+        layers_.push_back(std::move(series));
+        continue;
+      }
+      for (int state = 0; state < kLayerStates; ++state) {
+        labels["state"] = kLayerStateNames[state];
+        series.health[state] = &metrics_->job_gradient_health_.Add(labels);
+      }
+      layers_.push_back(std::move(series));
+    }
+  }
+  for (size_t k = 0; k < layers_.size(); ++k) {
+    const LayerGradNorm& g = step.grad_norms[k];
+    layers_[k].norm->Set(g.norm);
+    for (int state = 0; state < kLayerStates; ++state) {
+      if (layers_[k].health[state] == nullptr) continue;
+      layers_[k].health[state]->Set(static_cast<int>(g.health) == state ? 1 : 0);
+    }
+  }
+  for (int state = 0; state < kDiscriminatorStates; ++state) {
+    discriminator_health_[state]->Set(static_cast<int>(step.discriminator_health) == state ? 1 : 0);
+  }
 }
 
 void JobMetrics::Step(float d_loss, float g_loss, float d_real, float d_fake, int64_t images,
@@ -152,6 +216,21 @@ ServerMetrics::ServerMetrics()
                       .Name("gan_job_d_fake")
                       .Help("Mean D(G(z)) on generated images in a running job's latest step.")
                       .Register(*registry_)),
+      job_layer_gradient_norm_(prometheus::BuildGauge()
+                                   .Name("gan_job_layer_gradient_norm")
+                                   .Help("L2 norm of a layer's weight gradient in a running "
+                                         "job's latest step.")
+                                   .Register(*registry_)),
+      job_gradient_health_(prometheus::BuildGauge()
+                               .Name("gan_job_gradient_health")
+                               .Help("1 for a running job's layer's current gradient-health "
+                                     "state (ok, vanishing, exploding), 0 for the others.")
+                               .Register(*registry_)),
+      job_discriminator_health_(prometheus::BuildGauge()
+                                    .Name("gan_job_discriminator_health")
+                                    .Help("1 for a running job's discriminator's current health "
+                                          "state (ok, stalled, collapsed), 0 for the others.")
+                                    .Register(*registry_)),
       score_images_(prometheus::BuildCounter()
                         .Name("gan_score_images_total")
                         .Help("Images scored by successful Score requests.")

@@ -9,7 +9,12 @@
 //     grpc_server_handling_seconds{grpc_type,grpc_service,grpc_method} (histogram)
 //   Training: gan_jobs{state}, gan_jobs_submitted_total, gan_train_steps_total,
 //     gan_train_images_total, gan_train_step_seconds (histogram) and, while a job runs,
-//     gan_job_{d_loss,g_loss,d_real,d_fake}{job_id}.
+//     gan_job_{d_loss,g_loss,d_real,d_fake}{job_id}, gan_job_layer_gradient_norm{job_id,layer}
+//     (the latest step's weight-gradient L2 norm), gan_job_gradient_health{job_id,layer,state}
+//     (state ok, vanishing or exploding: 1 for the layer's current flag, 0 for the others; Conv
+//     and Dense layers only, BatchNorm's scale is not assessed) and
+//     gan_job_discriminator_health{job_id,state} (ok, stalled or collapsed;
+//     core/gradient_health.h).
 //   Scoring: gan_score_images_total, gan_score_request_seconds, gan_score_batch_size.
 //   Dynamic batching (server/batcher.h), label model (a job id, or <job id>-generator; the Open
 //   Inference Protocol's model names): gan_inference_batch_images (histogram: images per network
@@ -31,6 +36,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "gan/v1/service.pb.h"
 #include "grpcpp/support/status.h"
@@ -39,6 +45,10 @@
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+
+namespace gan {
+struct StepMetrics;  // core/gan_trainer.h
+}  // namespace gan
 
 namespace gan::server {
 
@@ -123,9 +133,24 @@ class JobMetrics {
 
   // After a step of `images` real images that took `seconds`. Atomics only.
   void Step(float d_loss, float g_loss, float d_real, float d_fake, int64_t images, double seconds);
+  // The step's per-layer gradient norms and health flags. The layers' series are created on the
+  // first step (and again if the layers change); after that, atomics only.
+  void Gradients(const StepMetrics& step);
 
  private:
+  static constexpr int kLayerStates = 3;          // ok, vanishing, exploding (gan::LayerHealth)
+  static constexpr int kDiscriminatorStates = 3;  // ok, stalled, collapsed
+  struct LayerSeries {
+    std::string layer;
+    prometheus::Gauge* norm;
+    std::array<prometheus::Gauge*, kLayerStates> health;
+  };
+  void RemoveLayerSeries();
+
   ServerMetrics* metrics_;
+  prometheus::Labels labels_;
+  std::vector<LayerSeries> layers_;
+  std::array<prometheus::Gauge*, kDiscriminatorStates> discriminator_health_{};
   prometheus::Gauge* d_loss_;
   prometheus::Gauge* g_loss_;
   prometheus::Gauge* d_real_;
@@ -179,6 +204,9 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>& job_g_loss_;
   prometheus::Family<prometheus::Gauge>& job_d_real_;
   prometheus::Family<prometheus::Gauge>& job_d_fake_;
+  prometheus::Family<prometheus::Gauge>& job_layer_gradient_norm_;
+  prometheus::Family<prometheus::Gauge>& job_gradient_health_;
+  prometheus::Family<prometheus::Gauge>& job_discriminator_health_;
 
   prometheus::Counter& score_images_;
   prometheus::Histogram& score_request_seconds_;

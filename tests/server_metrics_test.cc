@@ -3,7 +3,9 @@
 // (/usr/bin/prometheus, Debian's `prometheus` package), queried through Prometheus' HTTP API as a
 // dashboard would. What a user relies on: a running job's losses are a series Prometheus stores
 // under its job_id, RPCs are counted under the gRPC ecosystem's names and labels, the series of
-// an ended job goes away, and the exposition passes `promtool check metrics`.
+// an ended job goes away, the exposition passes `promtool check metrics`, and the vanishing-
+// gradient alert of deploy/prometheus/alerts.yml fires for a discriminator with sigmoid hidden
+// layers.
 //
 // Skipped only when /usr/bin/prometheus is missing (scripts/setup.sh installs it).
 
@@ -49,6 +51,28 @@ constexpr char kPrometheus[] = "/usr/bin/prometheus";
 constexpr char kPromtool[] = "/usr/bin/promtool";
 constexpr absl::Duration kStartTimeout = absl::Seconds(30);
 constexpr absl::Duration kScrapeTimeout = absl::Seconds(30);
+constexpr char kVanishingAlert[] = "GanLayerGradientVanishing";
+
+// deploy/prometheus/alerts.yml with the `for:` of the vanishing-gradient alert shortened from
+// minutes to 1s, so the test sees it fire within seconds of the flag turning on (the flag itself
+// already needs a window of steps). Every other rule is as deployed.
+absl::StatusOr<std::string> AlertRulesForTest(const std::string& repo) {
+  std::ifstream in(repo + "/deploy/prometheus/alerts.yml");
+  if (!in) return absl::NotFoundError("deploy/prometheus/alerts.yml");
+  std::string rules((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t alert = rules.find(absl::StrCat("alert: ", kVanishingAlert));
+  if (alert == std::string::npos) {
+    return absl::NotFoundError(absl::StrCat("alert ", kVanishingAlert, " in alerts.yml"));
+  }
+  const size_t for_at = rules.find("for: ", alert);
+  const size_t next_alert = rules.find("- alert:", alert);
+  if (for_at == std::string::npos || (next_alert != std::string::npos && for_at > next_alert)) {
+    return absl::NotFoundError(absl::StrCat("the `for:` of ", kVanishingAlert));
+  }
+  const size_t value = for_at + 5;
+  rules.replace(value, rules.find('\n', value) - value, "1s");
+  return rules;
+}
 
 // A loopback port free right now (bound to port 0, then closed).
 absl::StatusOr<int> FreePort() {
@@ -176,10 +200,14 @@ class ServerMetricsTest : public ::testing::Test {
     ASSERT_TRUE(prometheus_port.ok()) << prometheus_port.status();
     prometheus_port_ = *prometheus_port;
     {
+      absl::StatusOr<std::string> rules = AlertRulesForTest(Repo());
+      ASSERT_TRUE(rules.ok()) << rules.status();
+      std::ofstream(dir_ + "/alerts.yml") << *rules;
       std::ofstream config(dir_ + "/prometheus.yml");
       config << "global:\n"
              << "  scrape_interval: 1s\n"
              << "  evaluation_interval: 1s\n"
+             << "rule_files: ['" << dir_ << "/alerts.yml']\n"
              << "scrape_configs:\n"
              << "  - job_name: gan-server\n"
              << "    static_configs:\n"
@@ -231,6 +259,61 @@ class ServerMetricsTest : public ::testing::Test {
     return absl::DeadlineExceededError(absl::StrCat("query ", promql, " found nothing in ",
                                                     absl::FormatDuration(kScrapeTimeout), " (",
                                                     last.ToString(), "); prometheus.log: ", tail));
+  }
+
+  static std::string Repo() { return ::gan::testing::TestDataPath("../.."); }
+
+  // Polls Prometheus' /api/v1/alerts until `alertname` is firing with these labels; that alert.
+  absl::StatusOr<nlohmann::json> WaitForFiringAlert(const std::string& alertname,
+                                                    const std::map<std::string, std::string>& labels,
+                                                    absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    std::string last = "no answer";
+    while (absl::Now() < deadline) {
+      absl::StatusOr<std::string> body = HttpGet(prometheus_port_, "/api/v1/alerts");
+      if (body.ok()) {
+        last = *body;
+        const nlohmann::json reply =
+            nlohmann::json::parse(*body, nullptr, /*allow_exceptions=*/false);
+        if (reply.is_discarded() || reply.value("status", "") != "success") {
+          return absl::InternalError(absl::StrCat("/api/v1/alerts: ", *body));
+        }
+        for (const nlohmann::json& alert : reply["data"]["alerts"]) {
+          const nlohmann::json& have = alert["labels"];
+          bool match = have.value("alertname", "") == alertname &&
+                       alert.value("state", "") == "firing";
+          for (const auto& [name, value] : labels) match = match && have.value(name, "") == value;
+          if (match) return alert;
+        }
+      } else {
+        last = body.status().ToString();
+      }
+      absl::SleepFor(absl::Milliseconds(500));
+    }
+    return absl::DeadlineExceededError(absl::StrCat(alertname, " not firing within ",
+                                                    absl::FormatDuration(timeout),
+                                                    "; last /api/v1/alerts: ", last));
+  }
+
+  // Cancels a running job and waits until it is CANCELLED.
+  void CancelAndWait(gan::v1::Job* job) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(40));
+    gan::v1::CancelJobRequest cancel;
+    cancel.set_job_id(job->job_id());
+    grpc::Status status = stub_->CancelJob(&context, cancel, job);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    // A running job becomes CANCELLED when its current step ends.
+    const absl::Time deadline = absl::Now() + absl::Seconds(40);
+    while (job->state() != gan::v1::JOB_STATE_CANCELLED && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+      grpc::ClientContext get_context;
+      gan::v1::GetJobRequest get;
+      get.set_job_id(job->job_id());
+      status = stub_->GetJob(&get_context, get, job);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+    }
+    ASSERT_EQ(job->state(), gan::v1::JOB_STATE_CANCELLED);
   }
 
   static double Value(const nlohmann::json& series) {
@@ -390,6 +473,62 @@ TEST_F(ServerMetricsTest, PrometheusScrapesJobLossesAndRpcCounts) {
     EXPECT_TRUE(!reply.is_discarded() && reply.value("status", "") == "success")
         << expr << " -> " << *body;
   }
+}
+
+// The seed discriminator with sigmoid hidden layers, trained as in docs/seed_question.md
+// (seed-dcgan, Fashion-MNIST, seed 1): its first convolution's relative gradient falls below the
+// default vanishing_ratio within ~50 steps, the job's
+// gan_job_gradient_health{layer="discriminator.0",state="vanishing"} turns 1, and
+// GanLayerGradientVanishing (deploy/prometheus/alerts.yml, `for:` shortened by AlertRulesForTest)
+// fires through Prometheus' own rule evaluation. Skipped without Debian's dataset-fashion-mnist.
+TEST_F(ServerMetricsTest, VanishingGradientAlertFiresForSigmoidHiddenLayers) {
+  gan::v1::SubmitJobRequest submit;
+  gan::v1::JobSpec& spec = *submit.mutable_spec();
+  spec.set_preset("seed-dcgan");
+  spec.set_dataset("fashion-mnist");
+  spec.set_seed(1);
+  spec.set_steps(1'000'000);
+  spec.mutable_discriminator_hidden_activation()->set_function(
+      gan::v1::ACTIVATION_FUNCTION_SIGMOID);
+  // A 5-step window (flag at about step 47 instead of 55) keeps the test quick; the thresholds are
+  // the defaults.
+  spec.mutable_gradient_health()->set_window_steps(5);
+  gan::v1::Job job;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::Status status = stub_->SubmitJob(&context, submit, &job);
+    if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+        absl::StrContains(status.error_message(), "dataset-fashion-mnist")) {
+      GTEST_SKIP() << status.error_message();
+    }
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  // ~8 s of training on an idle 2-core machine; the timeout allows for a busy one.
+  absl::StatusOr<nlohmann::json> alert = WaitForFiringAlert(
+      kVanishingAlert, {{"job_id", job.job_id()}, {"layer", "discriminator.0"}},
+      absl::Seconds(240));
+  ASSERT_TRUE(alert.ok()) << alert.status();
+  EXPECT_EQ((*alert)["labels"].value("state", ""), "vanishing") << *alert;
+
+  // The per-layer norm and the one-hot state series behind it.
+  const std::string job_label = absl::StrCat("job_id=\"", job.job_id(), "\"");
+  absl::StatusOr<nlohmann::json> norm = QueryUntilFound(
+      absl::StrCat("gan_job_layer_gradient_norm{", job_label, ",layer=\"discriminator.0\"}"));
+  ASSERT_TRUE(norm.ok()) << norm.status();
+  EXPECT_GT(Value((*norm)[0]), 0.0);
+  absl::StatusOr<nlohmann::json> states = QueryUntilFound(absl::StrCat(
+      "gan_job_gradient_health{", job_label, ",layer=\"discriminator.0\"}"));
+  ASSERT_TRUE(states.ok()) << states.status();
+  ASSERT_EQ(states->size(), 3u) << *states;
+  double sum = 0;
+  for (const nlohmann::json& series : *states) sum += Value(series);
+  EXPECT_EQ(sum, 1.0) << *states;
+
+  CancelAndWait(&job);
+  absl::StatusOr<std::string> exposition = HttpGet(metrics_port_, "/metrics");
+  ASSERT_TRUE(exposition.ok()) << exposition.status();
+  EXPECT_FALSE(absl::StrContains(*exposition, job.job_id())) << *exposition;
 }
 
 }  // namespace

@@ -73,8 +73,21 @@ def _activation(value):
     return spec_pb2.Activation(function=function, alpha=alpha)
 
 
+def _health_name(enum, value, prefix):
+    """LAYER_HEALTH_VANISHING -> 'vanishing'; 'unspecified' when the server did not assess it."""
+    return enum.Name(value)[len(prefix):].lower()
+
+
 def step_metrics_to_dict(m):
-    """A StepMetrics message as the dict that watch() yields."""
+    """A StepMetrics message as the dict that watch() yields.
+
+    Besides the losses: per layer (keyed by name, e.g. "discriminator.0") the weight-gradient norm
+    (`gradient_norms`), the weight's norm (`weight_norms`), their ratio (`relative_gradient_norms`)
+    and its health flag over the job's window (`gradient_health`: 'ok', 'vanishing', 'exploding',
+    or 'unspecified' where not assessed); and `discriminator_health` ('ok', 'stalled',
+    'collapsed', or 'unspecified'). JobSpec.gradient_health (submit(gradient_health={...})) sets
+    the thresholds; docs/seed_question.md explains the defaults.
+    """
     return {
         "step": m.step,
         "epoch": m.epoch,
@@ -85,6 +98,14 @@ def step_metrics_to_dict(m):
         "d_accuracy": m.d_accuracy,
         "images_per_second": m.images_per_second,
         "gradient_norms": {g.layer: g.norm for g in m.gradient_norms},
+        "weight_norms": {g.layer: g.weight_norm for g in m.gradient_norms},
+        "relative_gradient_norms": {g.layer: g.relative_norm for g in m.gradient_norms},
+        "gradient_health": {
+            g.layer: _health_name(service_pb2.LayerHealth, g.health, "LAYER_HEALTH_")
+            for g in m.gradient_norms
+        },
+        "discriminator_health": _health_name(service_pb2.DiscriminatorHealth,
+                                             m.discriminator_health, "DISCRIMINATOR_HEALTH_"),
     }
 
 

@@ -51,6 +51,40 @@ class ClientTest(unittest.TestCase):
         # Every weighted layer of the seed discriminator reports its gradient norm.
         for layer in ("discriminator.0", "discriminator.2", "discriminator.5", "discriminator.8"):
             self.assertGreater(first["gradient_norms"][layer], 0, layer)
+            self.assertGreater(first["weight_norms"][layer], 0, layer)
+            self.assertAlmostEqual(first["relative_gradient_norms"][layer],
+                                   first["gradient_norms"][layer] / first["weight_norms"][layer],
+                                   places=12, msg=layer)
+        # Three steps never fill the default window: every assessed flag is OK; BatchNorm's
+        # scale (generator.1) is not assessed.
+        for event in self.events:
+            self.assertEqual(event["discriminator_health"], "ok")
+            self.assertEqual(event["gradient_health"]["discriminator.0"], "ok")
+            self.assertEqual(event["gradient_health"]["generator.1"], "unspecified")
+
+    def test_gradient_health_flags_follow_the_spec(self):
+        # A window of 2 steps and a vanishing threshold above any real ratio: every Conv and
+        # Dense layer is VANISHING from the second step on, and not before.
+        job = self.client.submit(preset="seed-dcgan", batch_size=8, steps=3, seed=7,
+                                 gradient_health={"window_steps": 2, "vanishing_ratio": 1000.0,
+                                                  "exploding_ratio": 1e6})
+        events = list(self.client.watch(job))
+        self.assertEqual([e["step"] for e in events], [0, 1, 2])
+        self.assertEqual(events[0]["gradient_health"]["discriminator.0"], "ok")
+        for event in events[1:]:
+            for layer in ("discriminator.0", "discriminator.8", "generator.0"):
+                self.assertEqual(event["gradient_health"][layer], "vanishing", layer)
+            self.assertEqual(event["gradient_health"]["generator.1"], "unspecified")
+        with self.assertRaises(ganclient.Error) as e:
+            self.client.submit(preset="seed-dcgan", batch_size=8, steps=3,
+                               gradient_health={"window_steps": -1})
+        self.assertEqual(e.exception.code, "INVALID_ARGUMENT")
+        self.assertIn("gradient_health.window_steps", e.exception.message)
+        with self.assertRaises(ganclient.Error) as e:
+            self.client.submit(preset="seed-dcgan", batch_size=8, steps=3,
+                               gradient_health={"vanishing_ratio": -0.5})
+        self.assertEqual(e.exception.code, "INVALID_ARGUMENT")
+        self.assertIn("gradient_health.vanishing_ratio", e.exception.message)
 
     def test_watch_resumes_from_a_step(self):
         self.assertEqual([e["step"] for e in self.client.watch(self.job_id, from_step=1)],
