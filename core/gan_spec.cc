@@ -73,6 +73,11 @@ absl::StatusOr<GanShapes> ValidateGanSpec(const gan::v1::GanSpec& spec, const Ga
                                              " is not PRECISION_UNSPECIFIED, PRECISION_FP32 or "
                                              "PRECISION_BF16"));
   }
+  if (!gan::v1::Initializer_IsValid(spec.initializer())) {
+    return Invalid("initializer", absl::StrCat(spec.initializer(),
+                                               " is not INITIALIZER_UNSPECIFIED, INITIALIZER_KERAS "
+                                               "or INITIALIZER_PYTORCH"));
+  }
   GAN_RETURN_IF_ERROR(ValidateAdam("generator_optimizer", spec.generator_optimizer()));
   GAN_RETURN_IF_ERROR(ValidateAdam("discriminator_optimizer", spec.discriminator_optimizer()));
 

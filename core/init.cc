@@ -1,5 +1,6 @@
 #include "core/init.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/random.h"
@@ -39,6 +40,41 @@ void InitializeGlorotUniform(uint64_t seed, ParameterStore* store) {
     }
   }
   for (auto& [layer, count] : store->batches_tracked()) store->BatchesTracked(layer) = 0;
+}
+
+double PyTorchInitBound(const Dims& weight_dims) {
+  double fan_in, fan_out;
+  Fans(weight_dims, &fan_in, &fan_out);
+  return fan_in > 0 ? 1.0 / std::sqrt(fan_in) : 0.0;
+}
+
+void InitializePyTorchDefault(uint64_t seed, ParameterStore* store) {
+  uint64_t k = 0;
+  for (const ParameterStore::Entry& e : store->entries()) {
+    float* data = store->Data(e);
+    const int64_t n = NumElements(e.dims);
+    const bool is_bn = store->Find(e.layer, "running_mean") != nullptr;
+    if (is_bn) {
+      const bool ones = e.param == "weight" || e.param == "running_var";
+      std::fill_n(data, n, ones ? 1.0f : 0.0f);
+      continue;
+    }
+    // Weight and bias alike: U(-b, b) with the bound of the layer's weight.
+    const double bound = PyTorchInitBound(store->Find(e.layer, "weight")->dims);
+    const uint64_t key = MixKey(seed, 0x70797463ull + k++);  // "pytc"
+    for (int64_t i = 0; i < n; ++i) {
+      data[i] = static_cast<float>((2.0 * UniformAt(key, i) - 1.0) * bound);
+    }
+  }
+  for (auto& [layer, count] : store->batches_tracked()) store->BatchesTracked(layer) = 0;
+}
+
+void InitializeParameters(gan::v1::Initializer initializer, uint64_t seed, ParameterStore* store) {
+  if (initializer == gan::v1::INITIALIZER_PYTORCH) {
+    InitializePyTorchDefault(seed, store);
+  } else {
+    InitializeGlorotUniform(seed, store);
+  }
 }
 
 void InitializeForReference(uint64_t seed, uint64_t key_offset, ParameterStore* store) {

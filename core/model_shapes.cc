@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "core/framework_defaults.h"
 
 namespace gan {
 namespace {
@@ -136,8 +137,8 @@ absl::Status InferDense(const std::string& path, const ModelLimits& limits, Laye
 
 absl::Status InferBatchNorm(const std::string& path, LayerShape* layer) {
   gan::v1::BatchNorm* bn = layer->spec.mutable_batch_norm();
-  if (!bn->has_epsilon()) bn->set_epsilon(1e-5f);
-  if (!bn->has_momentum()) bn->set_momentum(0.1f);
+  if (!bn->has_epsilon()) bn->set_epsilon(kPyTorchBatchNormEpsilon);
+  if (!bn->has_momentum()) bn->set_momentum(kPyTorchBatchNormMomentum);
   if (!std::isfinite(bn->epsilon()) || bn->epsilon() <= 0) {
     return Invalid(path + ".batch_norm.epsilon", "must be a finite number > 0");
   }

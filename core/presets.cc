@@ -3,6 +3,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/framework_defaults.h"
 
 namespace gan {
 namespace {
@@ -33,7 +34,7 @@ class ModelBuilder {
   }
   ModelBuilder& BatchNorm() {  // Keras' eps 1e-3 and momentum 0.99, in PyTorch's convention
     auto* bn = model_.add_layers()->mutable_batch_norm();
-    bn->set_epsilon(1e-3f), bn->set_momentum(0.01f);
+    bn->set_epsilon(kKerasBatchNormEpsilon), bn->set_momentum(kKerasBatchNormMomentum);
     return *this;
   }
   ModelBuilder& Act(ActivationFunction f, float alpha = 0) {
@@ -74,7 +75,7 @@ constexpr auto kValid = gan::v1::PADDING_VALID;
 gan::v1::AdamSpec Adam(float lr, float beta1) {
   gan::v1::AdamSpec adam;
   adam.set_learning_rate(lr), adam.set_beta1(beta1), adam.set_beta2(0.999f);
-  adam.set_epsilon(1e-7f);
+  adam.set_epsilon(kKerasAdamEpsilon);
   return adam;
 }
 

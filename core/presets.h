@@ -7,7 +7,9 @@
 //   seed-dcgan  the same networks with Adam(2e-4, beta1 0.5) for both (the better setting).
 //   tf-dcgan    the TensorFlow DCGAN tutorial; Adam(1e-4) for both, noise N(0,1)^100, batch 256.
 // All use Adam beta2 0.999 and eps 1e-7 (Keras' defaults) and BatchNorm eps 1e-3, momentum 0.01
-// (Keras' values in PyTorch's convention). Images are 28x28x1.
+// (Keras' values in PyTorch's convention; core/framework_defaults.h), and initialize like Keras
+// (initializer unset). ApplyPyTorchDefaults turns any of them into PyTorch's recipe. Images are
+// 28x28x1.
 
 #include <string>
 #include <vector>

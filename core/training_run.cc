@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "core/init.h"
 #include "core/random.h"
+#include "core/warm_start.h"
 #include "io/status_macros.h"
 
 namespace gan {
@@ -31,8 +32,15 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Create(const TrainingO
                                             MixKey(options.seed, 0x44617461ull)));  // "Data"
   std::unique_ptr<TrainingRun> run(new TrainingRun(options, dataset, std::move(sampler)));
   GAN_ASSIGN_OR_RETURN(run->trainer_, GanTrainer::Create(options.spec, options.limits));
-  InitializeGlorotUniform(MixKey(options.seed, 1), &run->trainer_->generator());
-  InitializeGlorotUniform(MixKey(options.seed, 2), &run->trainer_->discriminator());
+  const gan::v1::Initializer initializer = options.spec.initializer();
+  InitializeParameters(initializer, MixKey(options.seed, 1), &run->trainer_->generator());
+  InitializeParameters(initializer, MixKey(options.seed, 2), &run->trainer_->discriminator());
+  if (!options.init_checkpoint.empty()) {
+    GAN_ASSIGN_OR_RETURN(SafeTensors init, ReadSafeTensorsFile(options.init_checkpoint));
+    if (absl::Status s = WarmStart(init, options.init_optimizer, run->trainer_.get()); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(options.init_checkpoint, ": ", s.message()));
+    }
+  }
   run->indices_.resize(options.spec.batch_size());
   run->real_.resize(run->trainer_->real_batch_size());
   if (!options.checkpoint_dir.empty()) {
@@ -87,6 +95,7 @@ absl::StatusOr<int64_t> TrainingRun::ResumeFromLatest() {
         options_.seed));
   }
   GAN_ASSIGN_OR_RETURN(CheckpointInfo info, RestoreCheckpoint(checkpoint, trainer_.get()));
+  health_.Reset();
   return info.step;
 }
 
@@ -108,6 +117,20 @@ absl::Status TrainingRun::WriteCheckpoint(const TrainingCallbacks& callbacks) {
   return absl::OkStatus();
 }
 
+void TrainingRun::MarkHealth(StepMetrics* metrics) {
+  relative_norms_.clear();
+  for (const LayerGradNorm& g : metrics->grad_norms) {
+    relative_norms_.push_back(RelativeNorm(g.norm, g.weight_norm));
+  }
+  health_.Observe(relative_norms_,
+                  {metrics->d_loss, metrics->d_real, metrics->d_fake, metrics->d_accuracy});
+  for (size_t k = 0; k < metrics->grad_norms.size(); ++k) {
+    LayerGradNorm& g = metrics->grad_norms[k];
+    g.health = g.kernel ? health_.layer_health()[k] : LayerHealth::kNotAssessed;
+  }
+  metrics->discriminator_health = health_.discriminator_health();
+}
+
 absl::Status TrainingRun::Run(const TrainingCallbacks& callbacks) {
   const int64_t batch = options_.spec.batch_size();
   auto last = std::chrono::steady_clock::now();
@@ -117,7 +140,8 @@ absl::Status TrainingRun::Run(const TrainingCallbacks& callbacks) {
     sampler_.BatchIndices(step, indices_.data());
     dataset_->FillBatch(indices_, real_.data());
     SeededRandomness randomness(options_.seed, step, options_.spec.noise().distribution());
-    const StepMetrics metrics = trainer_->Step(real_, randomness);
+    StepMetrics metrics = trainer_->Step(real_, randomness);
+    MarkHealth(&metrics);
     const auto now = std::chrono::steady_clock::now();
     const double seconds = std::chrono::duration<double>(now - last).count();
     last = now;

@@ -19,6 +19,7 @@
 #include "core/checkpoint.h"
 #include "core/dataset.h"
 #include "core/gan_trainer.h"
+#include "core/gradient_health.h"
 
 namespace gan {
 
@@ -30,10 +31,17 @@ struct TrainingOptions {
   int keep_checkpoints = 0;      // newest checkpoints kept on disk; 0 keeps all
   std::string checkpoint_dir;    // empty: no checkpoints
   GanLimits limits;
+  // Window and thresholds of the health flags in every step's metrics.
+  GradientHealthOptions gradient_health;
+  // Weights to start from instead of spec.initializer's (core/warm_start.h): a checkpoint or a
+  // file written from PyTorch. Empty: none. A checkpoint of this run (ResumeFromLatest) wins.
+  std::string init_checkpoint;
+  bool init_optimizer = false;  // also take the file's Adam states
 };
 
 struct TrainingCallbacks {
-  // After every step, with the step's metrics and the recent throughput (real images/s).
+  // After every step, with the step's metrics (gradient-health flags included) and the recent
+  // throughput (real images/s).
   std::function<void(const StepMetrics&, int64_t epoch, double images_per_s)> on_step;
   // After a checkpoint is durable on disk.
   std::function<void(int64_t step, const std::string& path)> on_checkpoint;
@@ -64,8 +72,13 @@ class TrainingRun {
 
  private:
   TrainingRun(const TrainingOptions& options, const ImageDataset* dataset, EpochSampler sampler)
-      : options_(options), dataset_(dataset), sampler_(std::move(sampler)) {}
+      : options_(options),
+        dataset_(dataset),
+        sampler_(std::move(sampler)),
+        health_(options.gradient_health) {}
   absl::Status WriteCheckpoint(const TrainingCallbacks& callbacks);
+  // Feeds the step to health_ and writes its flags into `metrics`.
+  void MarkHealth(StepMetrics* metrics);
 
   TrainingOptions options_;
   const ImageDataset* dataset_;
@@ -73,6 +86,8 @@ class TrainingRun {
   std::unique_ptr<GanTrainer> trainer_;
   std::vector<int64_t> indices_;
   std::vector<float> real_;
+  GradientHealthTracker health_;
+  std::vector<double> relative_norms_;
 };
 
 }  // namespace gan

@@ -6,7 +6,7 @@ Run with Debian's PyTorch (the `python3` on PATH may have no torch):
     /usr/bin/python3 scripts/make_reference_data.py            # writes tests/data/reference/
     /usr/bin/python3 scripts/make_reference_data.py --verify   # also rereads every file written
     /usr/bin/python3 scripts/make_reference_data.py --verify-only [--out DIR]
-    /usr/bin/python3 scripts/make_reference_data.py --only interchange   # one part: layers|gan|interchange
+    /usr/bin/python3 scripts/make_reference_data.py --only interchange   # one part: layers|gan|interchange|init
 
 Everything is float32, single-threaded and seeded, so reruns reproduce the files byte for byte
 on the same PyTorch build. All files are safetensors, written by `write_safetensors` below (no
@@ -45,6 +45,19 @@ name and BatchNorm rules reproduced here):
    checkpoint exported from PyTorch would hold it; interchange/seed_discriminator_outputs.safetensors:
    "images" [8,1,28,28] in [-1, 1] (NCHW) and the eval-mode (dropout off) "logits" [8,1] and
    "probabilities" [8,1] (after the final Sigmoid, entry 9). `--only interchange` writes only these.
+
+4. init/pytorch_default_init.safetensors: PyTorch's default initialization of nn.Linear,
+   nn.Conv2d and nn.ConvTranspose2d (with in != out channels, where ConvTranspose2d's fan_in,
+   from weight dim 1, differs from the input channels) for the shapes of metadata "cases" (JSON:
+   [{"name", "layer" (LayerSpec JSON), "input_shape"}]). Per case and parameter p ("weight",
+   "bias"): "<name>.<p>.bound", the U(-b, b) bound PyTorch's formulas give (kaiming_uniform_ with
+   a = sqrt(5): calculate_gain * sqrt(3 / fan_in); bias 1 / sqrt(fan_in); fan_in from
+   torch.nn.init._calculate_fan_in_and_fan_out), and "<name>.<p>.max_abs" / "<name>.<p>.std" of
+   the tensor PyTorch drew (seeded). "pytorch.batch_norm.eps" / ".momentum" and "pytorch.adam.eps"
+   are the defaults read off nn.BatchNorm2d and torch.optim.Adam.
+   init/small_gan_pytorch.safetensors: a small conv GAN (Dense, BatchNorm1d/2d, ConvTranspose2d,
+   Conv2d; spec in metadata "spec") initialized by PyTorch and written by
+   scripts/export_torch_weights.py as a file for gan-train --init (weights only).
 """
 
 import argparse
@@ -743,16 +756,107 @@ def verify(paths):
     print(f"verify: {len(paths)} files reread and round-tripped")
 
 
+# ---------------------------------------------------------------------------------------------
+# Part 4: PyTorch's default initialization and a PyTorch-initialized GAN
+# ---------------------------------------------------------------------------------------------
+
+# name, LayerSpec (protobuf JSON), per-sample input shape, the PyTorch module of that layer.
+INIT_CASES = (
+    ("dense", {"dense": {"units": 1024}}, [100], lambda: nn.Linear(100, 1024)),
+    ("dense_nobias", {"dense": {"units": 512, "use_bias": False}}, [300],
+     lambda: nn.Linear(300, 512, bias=False)),
+    ("conv2d", {"conv2d": {"filters": 128, "kernel_size": 5, "stride": 2, "padding": "PADDING_VALID"}},
+     [64, 14, 14], lambda: nn.Conv2d(64, 128, 5, 2)),
+    ("conv2d_transpose", {"conv2d_transpose": {"filters": 128, "kernel_size": 5, "stride": 1,
+                                               "padding": "PADDING_SAME"}},
+     [256, 7, 7], lambda: nn.ConvTranspose2d(256, 128, 5, 1)),
+    ("conv2d_transpose_to_one", {"conv2d_transpose": {"filters": 1, "kernel_size": 5, "stride": 2,
+                                                      "padding": "PADDING_SAME"}},
+     [64, 14, 14], lambda: nn.ConvTranspose2d(64, 1, 5, 2)),
+    ("conv2d_transpose_widening", {"conv2d_transpose": {"filters": 32, "kernel_size": 3, "stride": 1,
+                                                        "padding": "PADDING_SAME"}},
+     [8, 6, 6], lambda: nn.ConvTranspose2d(8, 32, 3, 1)),
+)
+
+# The small conv GAN of init/small_gan_pytorch.safetensors (tests/small_gan_spec.h's
+# SmallConvGanSpec with a Conv2DTranspose at generator entry 5).
+SMALL_GAN_SPEC = {
+    "generator": {"layers": [
+        {"dense": {"units": 64}},
+        {"batch_norm": {"epsilon": 0.001, "momentum": 0.01}},
+        {"activation": {"function": "ACTIVATION_FUNCTION_RELU"}},
+        {"reshape": {"channels": 4, "height": 4, "width": 4}},
+        {"up_sampling2d": {"size": 2}},
+        {"conv2d_transpose": {"filters": 3, "kernel_size": 3, "stride": 1, "padding": "PADDING_SAME"}},
+        {"batch_norm": {}},
+        {"activation": {"function": "ACTIVATION_FUNCTION_RELU"}},
+        {"conv2d": {"filters": 1, "kernel_size": 3, "padding": "PADDING_SAME"}},
+        {"activation": {"function": "ACTIVATION_FUNCTION_TANH"}},
+    ]},
+    "discriminator": {"layers": [
+        {"conv2d": {"filters": 4, "kernel_size": 3, "stride": 2, "padding": "PADDING_SAME"}},
+        {"activation": {"function": "ACTIVATION_FUNCTION_LEAKY_RELU", "alpha": 0.2}},
+        {"dropout": {"rate": 0.3}},
+        {"flatten": {}},
+        {"dense": {"units": 1}},
+        {"activation": {"function": "ACTIVATION_FUNCTION_SIGMOID"}},
+    ]},
+    "generator_optimizer": {"learning_rate": 0.001, "beta1": 0.5, "beta2": 0.999, "epsilon": 1e-7},
+    "discriminator_optimizer": {"learning_rate": 0.0005, "beta1": 0.5, "beta2": 0.999, "epsilon": 1e-7},
+    "noise": {"distribution": "NOISE_DISTRIBUTION_UNIFORM", "dim": 8},
+    "image_shape": {"height": 8, "width": 8, "channels": 1},
+    "batch_size": 4,
+}
+
+
+def write_init(out_dir):
+    """PyTorch's default-init bounds and draws per layer kind, its BatchNorm and Adam defaults, and
+    a PyTorch-initialized small GAN as gan-train --init reads it."""
+    tensors = {}
+    cases = []
+    for name, layer, input_shape, make in INIT_CASES:
+        torch.manual_seed(case_seed("init." + name))
+        module = make()  # reset_parameters(): PyTorch's default init
+        fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
+        gain = nn.init.calculate_gain("leaky_relu", math.sqrt(5))
+        bounds = {"weight": gain * math.sqrt(3.0 / fan_in), "bias": 1.0 / math.sqrt(fan_in)}
+        for param in ("weight", "bias"):
+            value = getattr(module, param)
+            if value is None:
+                continue
+            value = value.detach().double()
+            tensors[f"{name}.{param}.bound"] = np.float32(bounds[param])
+            tensors[f"{name}.{param}.max_abs"] = np.float32(value.abs().max().item())
+            tensors[f"{name}.{param}.std"] = np.float32(value.std(unbiased=False).item())
+        cases.append({"name": name, "layer": layer, "input_shape": input_shape})
+    bn = nn.BatchNorm2d(1)
+    tensors["pytorch.batch_norm.eps"] = np.float32(bn.eps)
+    tensors["pytorch.batch_norm.momentum"] = np.float32(bn.momentum)
+    tensors["pytorch.adam.eps"] = np.float32(torch.optim.Adam([nn.Parameter(torch.zeros(1))]).defaults["eps"])
+    bounds_path = os.path.join(out_dir, "init", "pytorch_default_init.safetensors")
+    write_safetensors(bounds_path, tensors, {"cases": json.dumps(cases, separators=(",", ":")),
+                                             "torch_version": torch.__version__})
+
+    import export_torch_weights  # noqa: E402  (this directory; imports this module back)
+    seed = case_seed("init.small_gan")
+    G, D = export_torch_weights.initialized_networks(seed, spec=SMALL_GAN_SPEC)
+    gan_path = os.path.join(out_dir, "init", "small_gan_pytorch.safetensors")
+    export_torch_weights.write_weights(
+        gan_path, G, D, f"scripts/make_reference_data.py write_init: PyTorch default init, "
+        f"torch.manual_seed({seed})", SMALL_GAN_SPEC)
+    return [bounds_path, gan_path]
+
+
 def list_outputs(out_dir):
     found = []
-    for sub in ("layers", "gan", "interchange"):
+    for sub in ("layers", "gan", "interchange", "init"):
         d = os.path.join(out_dir, sub)
         if os.path.isdir(d):
             found += [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.endswith(".safetensors")]
     return found
 
 
-PARTS = ("layers", "gan", "interchange")
+PARTS = ("layers", "gan", "interchange", "init")
 
 
 def main():
@@ -783,6 +887,8 @@ def main():
                 print(f"  iter {t}: d_loss {d_loss:.6f}  g_loss {g_loss:.6f}")
     if "interchange" in parts:
         paths += write_interchange(args.out)
+    if "init" in parts:
+        paths += write_init(args.out)
     total = sum(os.path.getsize(p) for p in paths)
     print(f"wrote {len(paths)} files to {args.out}, {total} bytes in all")
     if args.verify:

@@ -5,7 +5,11 @@
 //
 // Writes <out>/checkpoints/step-<N>.safetensors, <out>/metrics.jsonl (one JSON object per
 // logged step) and <out>/samples.png (an 8x8 grid from the final generator). --resume continues
-// from the newest checkpoint in <out>, with exactly the losses of an uninterrupted run.
+// from the newest checkpoint in <out>, with exactly the losses of an uninterrupted run. --init FILE
+// starts from a checkpoint's (or a PyTorch state_dict's) weights; --pytorch_defaults trains with
+// PyTorch's initialization, BatchNorm and Adam defaults instead of Keras'.
+// --export_onnx DIR also writes DIR/generator.onnx and DIR/discriminator.onnx, the final networks
+// as ONNX models (core/onnx_export.h).
 
 #include <omp.h>
 
@@ -19,6 +23,8 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "core/dataset.h"
+#include "core/framework_defaults.h"
+#include "core/onnx_export.h"
 #include "core/precision.h"
 #include "core/presets.h"
 #include "core/sampler.h"
@@ -28,6 +34,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "io/atomic_file.h"
 #include "io/png.h"
+#include "io/status_macros.h"
 #include "proto/activation_names.h"
 
 namespace {
@@ -46,7 +53,11 @@ struct Flags {
   std::string hidden_activation;
   std::string precision = "fp32";
   std::string out;
+  std::string export_onnx;
   bool resume = false;
+  std::string init;
+  bool init_optimizer = false;
+  bool pytorch_defaults = false;
 };
 
 absl::StatusOr<gan::ImageDataset> LoadDataset(const std::string& name) {
@@ -86,6 +97,33 @@ absl::Status TruncateMetrics(const std::string& path, int64_t resume_step) {
   return gan::WriteFileAtomically(path, kept);
 }
 
+// Writes <dir>/generator.onnx and <dir>/discriminator.onnx of the trainer's networks at `step`.
+absl::Status ExportOnnxModels(gan::GanTrainer& trainer, int64_t step, uint64_t seed,
+                              const std::string& dir) {
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--export_onnx: cannot create ", dir, ": ", error.message()));
+  }
+  gan::CheckpointInfo info;
+  info.step = step;
+  info.seed = seed;
+  const gan::SafeTensors weights = gan::MakeCheckpoint(trainer, info);
+  for (gan::OnnxNetwork network :
+       {gan::OnnxNetwork::kGenerator, gan::OnnxNetwork::kDiscriminator}) {
+    GAN_ASSIGN_OR_RETURN(onnx::ModelProto model, gan::ExportCheckpointToOnnx(weights, network));
+    std::string bytes;
+    if (!model.SerializeToString(&bytes)) {
+      return absl::InternalError("--export_onnx: the ONNX model does not serialize");
+    }
+    const std::string path = absl::StrCat(dir, "/", gan::OnnxNetworkName(network), ".onnx");
+    GAN_RETURN_IF_ERROR(gan::WriteFileAtomically(path, bytes));
+    std::printf("onnx: %s\n", path.c_str());
+  }
+  return absl::OkStatus();
+}
+
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "gan-train: %s\n", status.ToString().c_str());
   return 1;
@@ -106,6 +144,7 @@ int Train(const Flags& flags) {
   }
   spec->set_precision(flags.precision == "bf16" ? gan::v1::PRECISION_BF16
                                                 : gan::v1::PRECISION_FP32);
+  if (flags.pytorch_defaults) gan::ApplyPyTorchDefaults(&*spec);
   // On a CPU without bf16 kernels: FAILED_PRECONDITION naming what is missing, before any work.
   if (absl::Status s = gan::CheckPrecisionSupported(*spec); !s.ok()) return Fail(s);
   const auto load_start = std::chrono::steady_clock::now();
@@ -118,6 +157,8 @@ int Train(const Flags& flags) {
   options.checkpoint_every = flags.checkpoint_every;
   options.keep_checkpoints = flags.keep_checkpoints;
   options.checkpoint_dir = flags.out + "/checkpoints";
+  options.init_checkpoint = flags.init;
+  options.init_optimizer = flags.init_optimizer;
   const int64_t batches_per_epoch = dataset->size() / spec->batch_size();
   options.total_steps = flags.steps > 0 ? flags.steps : flags.epochs * batches_per_epoch;
   auto run = gan::TrainingRun::Create(options, &*dataset);
@@ -143,6 +184,10 @@ int Train(const Flags& flags) {
       spec->batch_size(), static_cast<long long>(options.total_steps),
       static_cast<long long>(batches_per_epoch), static_cast<unsigned long long>(flags.seed),
       flags.threads);
+  if (!flags.init.empty() && start_step == 0) {
+    std::printf("weights%s from %s\n", flags.init_optimizer ? " and Adam states" : "",
+                flags.init.c_str());
+  }
 
   bool finite = true;
   double images_per_s_avg = 0;
@@ -194,6 +239,10 @@ int Train(const Flags& flags) {
       !s.ok()) {
     return Fail(s);
   }
+  if (!flags.export_onnx.empty()) {
+    absl::Status s = ExportOnnxModels(trainer, (*run)->step(), flags.seed, flags.export_onnx);
+    if (!s.ok()) return Fail(s);
+  }
   std::printf("trained steps %lld..%lld in %.1f s (data loaded in %.1f s); losses %s\n",
               static_cast<long long>(start_step), static_cast<long long>(options.total_steps),
               seconds, std::chrono::duration<double>(train_start - load_start).count(),
@@ -240,7 +289,21 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_option("--out", flags.out, "output directory")->required();
+  app.add_option("--export_onnx", flags.export_onnx,
+                 "also write DIR/generator.onnx and DIR/discriminator.onnx (ONNX models of the "
+                 "final networks)");
   app.add_flag("--resume", flags.resume, "continue from the newest checkpoint in --out");
+  auto* init = app.add_option("--init", flags.init,
+                              "start from these weights instead of a fresh initialization: a "
+                              "checkpoint, or a safetensors file written from PyTorch with the "
+                              "checkpoint names and layouts (--resume with a checkpoint wins)")
+                   ->check(CLI::ExistingFile);
+  app.add_flag("--init_optimizer", flags.init_optimizer,
+               "also take the Adam states of the --init checkpoint")
+      ->needs(init);
+  app.add_flag("--pytorch_defaults", flags.pytorch_defaults,
+               "PyTorch's recipe instead of Keras': default init of Linear/Conv2d/ConvTranspose2d, "
+               "BatchNorm eps 1e-5 momentum 0.1, Adam eps 1e-8");
   CLI11_PARSE(app, argc, argv);
   if (flags.steps == 0 && flags.epochs == 0) {
     std::fprintf(stderr, "gan-train: give --steps N or --epochs E\n");
