@@ -15,8 +15,10 @@ It measures what build/bin/gan-bench measures, the same way:
     with Keras/TensorFlow padding: Conv2D 'same' pads ceil-mode with the odd pixel after,
     Conv2DTranspose 'same' crops the full output the way TensorFlow does (see docs/architecture.md,
     "Conventions"); BatchNorm eps 1e-3 and momentum 0.01 (Keras' 0.99); Glorot-uniform weights
-    and zero biases (Keras' defaults, as gan-bench initialises);
-  * Adam with the preset's learning rates and beta1, beta2 0.999, eps 1e-7;
+    and zero biases (Keras' defaults, as gan-bench initialises); with --pytorch_defaults
+    PyTorch's recipe instead (as gan-train --pytorch_defaults and the JobSpec's
+    pytorch_defaults): PyTorch's default init, BatchNorm eps 1e-5 and momentum 0.1, Adam eps 1e-8;
+  * Adam with the preset's learning rates and beta1, beta2 0.999, eps 1e-7 (Keras');
   * one iteration as core/gan_trainer.h: D's step on [real; G(z)] with labels [1; 0] (G's forward
     without gradients), then G's step through D (D's weights frozen) with fresh noise and labels
     1; both networks in training mode throughout (batch statistics, dropout on); the final
@@ -36,11 +38,25 @@ score_images_per_s, peak_rss_bytes, last_d_loss, last_g_loss.
 --check_checkpoint FILE compares the peer's networks with the generator./discriminator. tensors
 of a checkpoint written by gan-train or gan-server for the same preset (names, shapes and
 parameter counts) and exits: 0 when they agree, 1 otherwise.
+
+For sample quality (docs/performance.md, "Sample quality"), --dataset fashion-mnist trains on
+Debian's Fashion-MNIST (pixel / 127.5 - 1, as core/dataset.cc; a fresh random order every epoch,
+the last partial batch dropped) instead of the one synthetic batch, and --save_samples FILE writes
+--sample_count images of the trained generator (eval mode: BatchNorm running statistics, as
+`ganctl sample`; torch seed --sample_seed) as an IDX3 file of uint8 pixels, round((x + 1) * 127.5)
+as the service rounds, which scripts/sample_quality.py reads. The peer trains 3 warm-up + --steps
+iterations. Without these options nothing changes: the default --dataset synthetic is the
+benchmark above, and the samples are drawn after the measurements.
+
+    /usr/bin/python3 bench/torch_peer.py --preset seed-dcgan --batch 32 --steps 500 \
+        --dataset fashion-mnist --save_samples /tmp/peer-samples.idx --sample_count 2000
 """
 
 import argparse
+import gzip
 import json
 import math
+import os
 import resource
 import struct
 import sys
@@ -107,12 +123,24 @@ class KerasConvTranspose2d(nn.ConvTranspose2d):
 # The presets (core/presets.cc)
 # ------------------------------------------------------------------------------------------------
 
+# The two recipes (core/framework_defaults.h): Keras' defaults, which the presets use, and
+# PyTorch's, which --pytorch_defaults selects like the JobSpec's pytorch_defaults and gan-train
+# --pytorch_defaults: BatchNorm eps and momentum (PyTorch's convention), Adam's eps, and whether
+# the weights are redrawn Glorot-uniform with zero biases (Keras) or keep the default
+# reset_parameters() draw of nn.Linear / nn.Conv2d / nn.ConvTranspose2d (PyTorch).
+RECIPES = {
+    "keras": {"bn_eps": 1e-3, "bn_momentum": 0.01, "adam_eps": 1e-7, "glorot": True},
+    "pytorch": {"bn_eps": 1e-5, "bn_momentum": 0.1, "adam_eps": 1e-8, "glorot": False},
+}
+recipe = RECIPES["keras"]  # set by main() before the networks are built
+
+
 def bn1d(features):
-    return nn.BatchNorm1d(features, eps=1e-3, momentum=0.01)
+    return nn.BatchNorm1d(features, eps=recipe["bn_eps"], momentum=recipe["bn_momentum"])
 
 
 def bn2d(channels):
-    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
+    return nn.BatchNorm2d(channels, eps=recipe["bn_eps"], momentum=recipe["bn_momentum"])
 
 
 def seed_networks():
@@ -175,7 +203,7 @@ def glorot_init(net):
 
 def adam(params, lr_beta1):
     lr, beta1 = lr_beta1
-    return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), eps=1e-7)
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), eps=recipe["adam_eps"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,6 +238,46 @@ def check_checkpoint(path, generator, discriminator):
 
 
 # ------------------------------------------------------------------------------------------------
+# Fashion-MNIST and samples, for sample quality
+# ------------------------------------------------------------------------------------------------
+
+def fashion_mnist_batches(data_dir, batch, seed):
+    """An endless iterator of training batches (B, 1, 28, 28) in [-1, 1]: every epoch in a fresh
+    random order from its own torch.Generator (the global RNG's noise stream is untouched), the
+    last partial batch dropped."""
+    path = os.path.join(data_dir, "train-images-idx3-ubyte")
+    if not os.path.exists(path):
+        path += ".gz"
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        raw = f.read()
+    magic, n, h, w = struct.unpack(">IIII", raw[:16])
+    if magic != 0x803 or (h, w) != IMAGE[1:] or len(raw) != 16 + n * h * w:
+        raise ValueError(f"{path}: not an IDX file of 28x28 uint8 images")
+    images = torch.frombuffer(bytearray(raw[16:]), dtype=torch.uint8).reshape(n, *IMAGE)
+    images = images.float() / 127.5 - 1
+    order = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(n, generator=order)
+        for start in range(0, n - batch + 1, batch):
+            yield images[perm[start:start + batch]]
+
+
+def save_samples(path, generator, noise, count, seed):
+    """`count` eval-mode generator samples as an IDX3 file of uint8 (count, 28, 28) pixels."""
+    generator.eval()
+    torch.manual_seed(seed)
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, count, 500):
+            images = generator(noise(min(500, count - start)))
+            chunks.append(torch.round((images.clamp(-1, 1) + 1) * 127.5).to(torch.uint8))
+    pixels = torch.cat(chunks)
+    with open(path, "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, count, IMAGE[1], IMAGE[2]))
+        f.write(pixels.numpy().tobytes())
+
+
+# ------------------------------------------------------------------------------------------------
 # The benchmark
 # ------------------------------------------------------------------------------------------------
 
@@ -227,17 +295,35 @@ def main():
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument("--check_checkpoint", metavar="FILE",
                         help="compare the networks with a checkpoint of the same preset and exit")
+    parser.add_argument("--dataset", choices=("synthetic", "fashion-mnist"), default="synthetic",
+                        help="training data: one fixed random batch (the benchmark) or "
+                             "Fashion-MNIST (for sample quality)")
+    parser.add_argument("--data_dir", default="/usr/share/datasets/fashion-mnist",
+                        help="where --dataset fashion-mnist finds train-images-idx3-ubyte[.gz]")
+    parser.add_argument("--save_samples", metavar="FILE",
+                        help="after training, write --sample_count generator samples (eval mode) "
+                             "to FILE as IDX3 uint8 images")
+    parser.add_argument("--sample_count", type=int, default=2000, help="images --save_samples writes")
+    parser.add_argument("--sample_seed", type=int, default=1, help="torch seed of the samples' noise")
+    parser.add_argument("--pytorch_defaults", action="store_true",
+                        help="PyTorch's recipe instead of the presets' Keras one: default init of "
+                             "Linear/Conv2d/ConvTranspose2d, BatchNorm eps 1e-5 momentum 0.1, Adam "
+                             "eps 1e-8 (as gan-train --pytorch_defaults)")
     args = parser.parse_args()
-    if min(args.batch, args.threads, args.steps, args.score_batch) < 1:
-        parser.error("--batch, --threads, --steps and --score_batch must be positive")
+    global recipe
+    recipe = RECIPES["pytorch" if args.pytorch_defaults else "keras"]
+    if min(args.batch, args.threads, args.steps, args.score_batch, args.sample_count) < 1:
+        parser.error("--batch, --threads, --steps, --score_batch and --sample_count must be "
+                     "positive")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
     generator, discriminator, d_logits, noise, d_adam, g_adam = build_preset(args.preset)
     if args.check_checkpoint:
         return check_checkpoint(args.check_checkpoint, generator, discriminator)
-    glorot_init(generator)
-    glorot_init(discriminator)
+    if recipe["glorot"]:
+        glorot_init(generator)
+        glorot_init(discriminator)
     generator.train()
     discriminator.train()
     d_opt = adam(discriminator.parameters(), d_adam)
@@ -246,6 +332,8 @@ def main():
 
     b = args.batch
     real = torch.rand(b, *IMAGE) * 2 - 1
+    batches = (fashion_mnist_batches(args.data_dir, b, 1) if args.dataset == "fashion-mnist"
+               else None)
     d_labels = torch.cat([torch.ones(b, 1), torch.zeros(b, 1)])
     g_labels = torch.ones(b, 1)
     bce = nn.BCEWithLogitsLoss()
@@ -253,7 +341,7 @@ def main():
     def mixed():
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
 
-    def iteration():
+    def iteration(real):
         # D's step on [real; G(z_d)].
         with torch.no_grad(), mixed():
             fake = generator(noise(b))
@@ -275,10 +363,10 @@ def main():
         return d_loss, g_loss
 
     for _ in range(3):
-        iteration()
+        iteration(real if batches is None else next(batches))
     start = time.perf_counter()
     for _ in range(args.steps):
-        d_loss, g_loss = iteration()
+        d_loss, g_loss = iteration(real if batches is None else next(batches))
     train_ips = args.steps * b / (time.perf_counter() - start)
 
     discriminator.eval()
@@ -294,6 +382,9 @@ def main():
         score_ips = scored / (time.perf_counter() - start)
 
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if args.save_samples:
+        save_samples(args.save_samples, generator, noise, args.sample_count, args.sample_seed)
+        print(f"wrote {args.sample_count} samples to {args.save_samples}", file=sys.stderr)
     precision = "bf16" if args.bf16 else "fp32"
     if args.json:
         print(json.dumps({
