@@ -10,14 +10,17 @@
 #include "core/step_metrics_proto.h"
 #include "core/training_run.h"
 #include "io/status_macros.h"
+#include "server/init_from.h"
 #include "server/job_state.h"
 #include "server/log.h"
 
 namespace gan::server {
 namespace {
 
-// How long a worker waits before retrying a job it could not start because the store failed.
+// How long a worker waits before claiming again after the store failed.
 constexpr absl::Duration kStoreRetryDelay = absl::Seconds(1);
+
+bool IsLeaseLost(const absl::Status& status) { return status.code() == absl::StatusCode::kAborted; }
 
 }  // namespace
 
@@ -32,14 +35,16 @@ std::string JobManager::CheckpointDir(const std::string& job_id) const {
 
 absl::Status JobManager::Start() {
   if (options_.max_concurrent_jobs < 1 || options_.threads_per_job < 1 ||
-      options_.max_queued_jobs < 0) {
+      options_.max_queued_jobs < 0 || options_.replica_id.empty() ||
+      options_.lease <= absl::ZeroDuration() || options_.poll_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
-        "job manager: max_concurrent_jobs and threads_per_job must be >= 1, max_queued_jobs >= 0");
+        "job manager: max_concurrent_jobs and threads_per_job must be >= 1, max_queued_jobs >= 0, "
+        "replica_id set, lease and poll_interval positive");
   }
-  GAN_ASSIGN_OR_RETURN(std::vector<JobRecord> running,
-                       store_->JobsInState(gan::v1::JOB_STATE_RUNNING));
-  GAN_ASSIGN_OR_RETURN(std::vector<JobRecord> queued,
-                       store_->JobsInState(gan::v1::JOB_STATE_QUEUED));
+  // One process per SQLite file: whatever held a lease before this start is gone.
+  if (!store_->shared()) GAN_RETURN_IF_ERROR(store_->ReleaseAllLeases());
+  GAN_ASSIGN_OR_RETURN(int64_t running, store_->CountJobs(gan::v1::JOB_STATE_RUNNING));
+  GAN_ASSIGN_OR_RETURN(int64_t queued, store_->CountJobs(gan::v1::JOB_STATE_QUEUED));
   if (ServerMetrics* metrics = options_.metrics) {
     for (gan::v1::JobState state :
          {gan::v1::JOB_STATE_QUEUED, gan::v1::JOB_STATE_RUNNING, gan::v1::JOB_STATE_SUCCEEDED,
@@ -48,44 +53,49 @@ absl::Status JobManager::Start() {
       metrics->SetJobs(state, count);
     }
   }
-  {
-    absl::MutexLock lock(&mu_);
-    for (const JobRecord& r : running) queue_.push_back({r.job_id, /*resume=*/true});
-    for (const JobRecord& r : queued) queue_.push_back({r.job_id, /*resume=*/false});
+  if (running > 0 || queued > 0) {
+    log::Info("jobs recovered",
+              {{"running", running}, {"queued", queued}, {"replica", options_.replica_id}});
   }
-  if (!running.empty() || !queued.empty()) {
-    log::Info("jobs recovered", {{"running", static_cast<int64_t>(running.size())},
-                                 {"queued", static_cast<int64_t>(queued.size())}});
-  }
+  // A notification of another replica: a job's new event, or (empty id) new or released jobs.
+  store_->WatchEvents([this](const std::string& job_id) {
+    if (!job_id.empty()) {
+      Notify(job_id);
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      ++claim_wakeups_;
+    }
+    NotifyAll();
+  });
   for (int i = 0; i < options_.max_concurrent_jobs; ++i) {
     workers_.emplace_back([this] { WorkerLoop(); });
   }
+  renewer_ = std::thread([this] { RenewLoop(); });
+  if (store_->shared()) poller_ = std::thread([this] { PollLoop(); });
   return absl::OkStatus();
 }
 
 void JobManager::Shutdown() {
-  std::set<std::string> running;
+  std::map<std::string, RunningJob> running;
   {
     absl::MutexLock lock(&mu_);
     if (shutting_down_) return;
     shutting_down_ = true;
     running = running_;
   }
-  for (const std::string& job_id : running) {
+  for (const auto& [job_id, job] : running) {
     log::Info("shutdown waits for a job to finish its current step and checkpoint",
               {{"job_id", job_id}});
   }
   for (std::thread& worker : workers_) worker.join();
   workers_.clear();
+  if (renewer_.joinable()) renewer_.join();
+  if (poller_.joinable()) poller_.join();
+  store_->WatchEvents(nullptr);  // no notification may reach this manager any more
   // Wake every waiting stream so it can end now instead of at the server's grace deadline.
-  std::map<std::string, std::vector<std::function<void()>>> waiters;
-  {
-    absl::MutexLock lock(&waiters_mu_);
-    waiters.swap(waiters_);
-  }
-  for (auto& [job_id, callbacks] : waiters) {
-    for (auto& callback : callbacks) callback();
-  }
+  NotifyAll();
 }
 
 absl::StatusOr<gan::v1::Job> JobManager::Submit(const std::string& principal,
@@ -95,13 +105,19 @@ absl::StatusOr<gan::v1::Job> JobManager::Submit(const std::string& principal,
     return absl::InvalidArgumentError("request_id: at most 128 characters");
   }
   GAN_ASSIGN_OR_RETURN(ResolvedJob resolved, ResolveJobSpec(spec, options_.defaults, datasets_));
-  absl::MutexLock lock(&mu_);
-  if (shutting_down_) return absl::UnavailableError("the server is shutting down");
+  if (spec.has_init_from()) {
+    GAN_RETURN_IF_ERROR(CheckInitFrom(spec.init_from(), resolved.gan, options_.defaults.limits,
+                                      CheckpointPathLookup())
+                            .status());
+  }
+  if (shutting_down()) return absl::UnavailableError("the server is shutting down");
   // A retry of an accepted submission gets its job back even when the queue is full now: the
-  // store asks `admit` only before inserting a new job.
-  auto admit = [this](int64_t principal_active_jobs) -> absl::Status {
-    mu_.AssertHeld();
-    if (static_cast<int>(queue_.size()) >= options_.max_queued_jobs) {
+  // store asks `admit` only before inserting a new job. The queue is the store's, shared by
+  // every replica.
+  int64_t queued = 0;
+  auto admit = [this, &queued](int64_t principal_active_jobs, int64_t queued_jobs) -> absl::Status {
+    queued = queued_jobs + 1;
+    if (queued_jobs >= options_.max_queued_jobs) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "the queue is full (", options_.max_queued_jobs, " jobs, --max_queued_jobs)"));
     }
@@ -118,14 +134,17 @@ absl::StatusOr<gan::v1::Job> JobManager::Submit(const std::string& principal,
       JobRecord record,
       store_->CreateJob({principal, request_id, spec, resolved.total_steps}, admit, &created));
   if (created) {
-    queue_.push_back({record.job_id, false});
+    {
+      absl::MutexLock lock(&mu_);
+      ++claim_wakeups_;  // a worker of this replica may claim it at once
+    }
     if (options_.metrics != nullptr) options_.metrics->JobSubmitted();
     log::Info("job submitted", {{"job_id", record.job_id},
                                 {"principal", principal},
                                 {"preset", spec.preset()},
                                 {"dataset", resolved.dataset},
                                 {"total_steps", resolved.total_steps},
-                                {"queued", static_cast<int64_t>(queue_.size())}});
+                                {"queued", queued}});
   }
   return ToProto(record);
 }
@@ -148,36 +167,21 @@ absl::StatusOr<gan::v1::ListJobsResponse> JobManager::List(
 }
 
 absl::StatusOr<gan::v1::Job> JobManager::Cancel(const std::string& job_id) {
-  GAN_ASSIGN_OR_RETURN(JobRecord record, store_->GetJob(job_id));
-  if (IsTerminal(record.state)) {
-    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " already ended (",
-                                                      gan::v1::JobState_Name(record.state), ")"));
+  GAN_ASSIGN_OR_RETURN(JobRecord before, store_->GetJob(job_id));
+  GAN_ASSIGN_OR_RETURN(JobRecord record, store_->RequestCancel(job_id));
+  if (record.state == gan::v1::JOB_STATE_CANCELLED) {
+    // It was queued and nobody held it: it ended now.
+    Finished(job_id, before.state, record.state, "", Lease());
+    return ToProto(record);
   }
-  bool was_queued = false;
   {
+    // Running here: the trainer sees it before its next step. Elsewhere: its replica sees the
+    // store's cancel_requested when it next renews the lease.
     absl::MutexLock lock(&mu_);
-    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-      if (it->job_id == job_id) {
-        queue_.erase(it);
-        was_queued = true;
-        break;
-      }
-    }
-    if (!was_queued) {
-      if (running_.count(job_id) == 0) {
-        // It ended between the read above and now.
-        return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " already ended"));
-      }
-      cancel_requested_.insert(job_id);
-    }
+    if (running_.count(job_id) > 0) cancel_requested_.insert(job_id);
   }
-  if (was_queued) {
-    Finish(job_id, gan::v1::JOB_STATE_CANCELLED, "");
-  } else {
-    // The trainer checks between steps; the job reports CANCELLED when its current step ends.
-    log::Info("job cancel requested", {{"job_id", job_id}});
-  }
-  return Get(job_id);
+  log::Info("job cancel requested", {{"job_id", job_id}, {"replica", record.replica}});
+  return ToProto(record);
 }
 
 absl::StatusOr<std::string> JobManager::CheckpointPath(const std::string& job_id, int64_t step) {
@@ -196,10 +200,25 @@ absl::StatusOr<std::string> JobManager::CheckpointPath(const std::string& job_id
       absl::StrCat("checkpoint_step: job ", job_id, " has no checkpoint at step ", step));
 }
 
+CheckpointLookup JobManager::CheckpointPathLookup() {
+  return [this](const std::string& job_id, int64_t step) { return CheckpointPath(job_id, step); };
+}
+
 absl::StatusOr<std::vector<MetricRow>> JobManager::ReadEvents(const std::string& job_id,
                                                               int64_t from_step,
                                                               int64_t after_sequence, int limit) {
   return store_->ReadMetrics(job_id, from_step, after_sequence, limit);
+}
+
+void JobManager::NotifyAll() {
+  std::map<std::string, std::vector<std::function<void()>>> waiters;
+  {
+    absl::MutexLock lock(&waiters_mu_);
+    waiters.swap(waiters_);
+  }
+  for (auto& [job_id, callbacks] : waiters) {
+    for (auto& callback : callbacks) callback();
+  }
 }
 
 void JobManager::NotifyOnNextEvent(const std::string& job_id, std::function<void()> callback) {
@@ -225,24 +244,33 @@ void JobManager::Notify(const std::string& job_id) {
 }
 
 void JobManager::Finish(const std::string& job_id, gan::v1::JobState state,
-                        const std::string& message) {
+                        const std::string& message, const Lease& lease) {
   const absl::StatusOr<JobRecord> before = store_->GetJob(job_id);
-  if (absl::Status s = store_->MarkFinished(job_id, state, message); !s.ok()) {
-    // Already ended (a cancel racing the end) is not an error; anything else leaves the job
-    // unfinished in the store, and the next start recovers it.
-    if (s.code() != absl::StatusCode::kFailedPrecondition) {
+  if (absl::Status s = store_->MarkFinished(job_id, state, message, lease); !s.ok()) {
+    // Already ended (a cancel racing the end) is not an error; a lost lease means another
+    // replica owns the job now; anything else leaves the job unfinished in the store, and it is
+    // taken over when its lease runs out.
+    if (IsLeaseLost(s)) {
+      LoseLease(job_id, s);
+    } else if (s.code() != absl::StatusCode::kFailedPrecondition) {
       log::Error("job could not be marked finished",
                  {{"job_id", job_id}, {"state", gan::v1::JobState_Name(state)}, {"status", s}});
     }
     Notify(job_id);
     return;
   }
-  if (options_.metrics != nullptr && before.ok()) options_.metrics->MoveJob(before->state, state);
+  Finished(job_id, before.ok() ? before->state : gan::v1::JOB_STATE_RUNNING, state, message, lease);
+}
+
+void JobManager::Finished(const std::string& job_id, gan::v1::JobState before,
+                          gan::v1::JobState state, const std::string& message, const Lease& lease) {
+  if (options_.metrics != nullptr) options_.metrics->MoveJob(before, state);
   absl::StatusOr<JobRecord> record = store_->GetJob(job_id);
   if (record.ok()) {
     gan::v1::MetricEvent event;
     *event.mutable_finished() = ToProto(*record);
-    if (absl::Status s = store_->AppendMetric(job_id, record->step, event).status(); !s.ok()) {
+    if (absl::Status s = store_->AppendMetric(job_id, record->step, event, lease).status();
+        !s.ok()) {
       log::Error("job's finished event not stored", {{"job_id", job_id}, {"status", s}});
     }
   } else {
@@ -259,34 +287,80 @@ void JobManager::Finish(const std::string& job_id, gan::v1::JobState state,
   Notify(job_id);
 }
 
+void JobManager::LoseLease(const std::string& job_id, const absl::Status& why) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!lease_lost_.insert(job_id).second) return;
+  }
+  log::Warning(
+      "job lease lost or its history not stored: training stops without writing; the "
+      "job resumes wherever its lease is next won",
+      {{"job_id", job_id}, {"replica", options_.replica_id}, {"status", why}});
+}
+
+void JobManager::ReportStore(const absl::Status& status) {
+  const bool reachable = status.code() != absl::StatusCode::kUnavailable;
+  if (store_reachable_.exchange(reachable) == reachable) return;
+  if (reachable) {
+    log::Info("job store reachable again");
+  } else {
+    log::Error("job store unreachable: health is NOT_SERVING until it is back",
+               {{"status", status}});
+  }
+  if (options_.on_store_health) options_.on_store_health(reachable);
+}
+
+bool JobManager::LeaseLost(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  return lease_lost_.count(job_id) > 0;
+}
+
 void JobManager::WorkerLoop() {
+  bool store_error_logged = false;
   while (true) {
-    QueuedJob job;
+    int64_t wakeups = 0;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](JobManager* m) {
-            m->mu_.AssertReaderHeld();
-            return m->shutting_down_ || !m->queue_.empty();
-          },
-          this));
       if (shutting_down_) return;
-      job = queue_.front();
-      queue_.pop_front();
-      running_.insert(job.job_id);
+      wakeups = claim_wakeups_;
+    }
+    absl::StatusOr<std::optional<ClaimedJob>> claim =
+        store_->ClaimJob(options_.replica_id, options_.lease);
+    ReportStore(claim.status());
+    if (!claim.ok()) {
+      if (!store_error_logged) {
+        log::Error("jobs not claimed: the store failed; retrying", {{"status", claim.status()}});
+        store_error_logged = true;
+      }
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), kStoreRetryDelay);
+      continue;
+    }
+    if (store_error_logged) log::Info("jobs claimed again: the store is back");
+    store_error_logged = false;
+    if (!claim->has_value()) {
+      // Nothing to do: wait for a submission or notification, or poll the shared store.
+      absl::MutexLock lock(&mu_);
+      auto woken = [this, wakeups]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return shutting_down_ || claim_wakeups_ != wakeups;
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&woken), options_.poll_interval);
+      continue;
+    }
+    const ClaimedJob& job = **claim;
+    {
+      absl::MutexLock lock(&mu_);
+      running_[job.record.job_id] = RunningJob{job.lease, absl::Now()};
+      lease_lost_.erase(job.record.job_id);
+      if (job.record.cancel_requested) cancel_requested_.insert(job.record.job_id);
     }
     const bool handled = RunJob(job);
-    bool cancel_unstarted = false;
     {
       absl::MutexLock lock(&mu_);
-      running_.erase(job.job_id);
-      if (!handled) {
-        cancel_unstarted = cancel_requested_.count(job.job_id) > 0;
-        if (!cancel_unstarted) queue_.push_back(job);  // retried after the delay below
-      }
-      cancel_requested_.erase(job.job_id);
+      running_.erase(job.record.job_id);
+      cancel_requested_.erase(job.record.job_id);
+      lease_lost_.erase(job.record.job_id);
     }
-    if (cancel_unstarted) Finish(job.job_id, gan::v1::JOB_STATE_CANCELLED, "");
     if (!handled) {
       absl::MutexLock lock(&mu_);
       mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), kStoreRetryDelay);
@@ -294,20 +368,74 @@ void JobManager::WorkerLoop() {
   }
 }
 
-bool JobManager::RunJob(const QueuedJob& job) {
-  omp_set_num_threads(options_.threads_per_job);
-  const std::string& id = job.job_id;
-  absl::StatusOr<JobRecord> record = store_->GetJob(id);
-  if (!record.ok()) {
-    log::Error("job not started: the store failed; retrying",
-               {{"job_id", id}, {"status", record.status()}});
-    return false;
+void JobManager::RenewLoop() {
+  const absl::Duration every = options_.lease / 3;
+  while (true) {
+    std::map<std::string, RunningJob> running;
+    {
+      absl::MutexLock lock(&mu_);
+      // Runs until the workers are gone: a job finishing its last step during shutdown keeps
+      // its lease until it is released.
+      if (mu_.AwaitWithTimeout(absl::Condition(
+                                   +[](JobManager* m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(m->mu_) {
+                                     return m->shutting_down_ && m->running_.empty();
+                                   },
+                                   this),
+                               every)) {
+        return;
+      }
+      running = running_;
+    }
+    for (const auto& [job_id, job] : running) {
+      absl::StatusOr<JobRecord> renewed = store_->RenewLease(job_id, job.lease, options_.lease);
+      ReportStore(renewed.status());
+      if (renewed.ok()) {
+        absl::MutexLock lock(&mu_);
+        auto it = running_.find(job_id);
+        if (it != running_.end() && it->second.lease.epoch == job.lease.epoch) {
+          it->second.renewed = absl::Now();
+        }
+        if (renewed->cancel_requested && cancel_requested_.insert(job_id).second) {
+          log::Info("job cancel requested", {{"job_id", job_id}, {"replica", options_.replica_id}});
+        }
+      } else if (IsLeaseLost(renewed.status())) {
+        LoseLease(job_id, renewed.status());
+      } else if (absl::Now() - job.renewed >= options_.lease) {
+        // The store has been unreachable for a whole lease: another replica may hold the job by
+        // now, so this one stops writing to it.
+        LoseLease(job_id, renewed.status());
+      } else {
+        log::Warning("job lease not renewed; retrying",
+                     {{"job_id", job_id}, {"status", renewed.status()}});
+      }
+    }
   }
-  if (IsTerminal(record->state)) return true;  // cancelled or finished meanwhile
+}
+
+void JobManager::PollLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), options_.poll_interval)) return;
+    }
+    NotifyAll();  // streams re-read their job: events another replica stored arrive this way
+    ReportStore(store_->CountJobs(gan::v1::JOB_STATE_QUEUED).status());  // health follows it
+  }
+}
+
+bool JobManager::RunJob(const ClaimedJob& claim) {
+  omp_set_num_threads(options_.threads_per_job);
+  const std::string& id = claim.record.job_id;
+  const Lease& lease = claim.lease;
+  const JobRecord* record = &claim.record;
   auto fail = [&](const absl::Status& status) {
-    Finish(id, gan::v1::JOB_STATE_FAILED, std::string(status.message()));
+    Finish(id, gan::v1::JOB_STATE_FAILED, std::string(status.message()), lease);
     return true;
   };
+  if (record->cancel_requested) {  // cancelled while nobody was training it
+    Finish(id, gan::v1::JOB_STATE_CANCELLED, "", lease);
+    return true;
+  }
   auto resolved = ResolveJobSpec(record->spec, options_.defaults, datasets_);
   if (!resolved.ok()) return fail(resolved.status());
   auto dataset = datasets_->Load(resolved->dataset);
@@ -321,34 +449,59 @@ bool JobManager::RunJob(const QueuedJob& job) {
   training.keep_checkpoints = 0;  // pruned here, after the store has recorded the newer one
   training.checkpoint_dir = CheckpointDir(id);
   training.limits = options_.defaults.limits;
+  training.gradient_health = resolved->gradient_health;
+  // A warm start, unless the job already has a checkpoint of its own to resume from.
+  if (record->spec.has_init_from() && record->latest_checkpoint_step == 0) {
+    auto init = InitFromPath(record->spec.init_from(), CheckpointPathLookup());
+    if (!init.ok()) return fail(init.status());
+    training.init_checkpoint = *init;
+    training.init_optimizer = record->spec.init_from().init_optimizer();
+  }
   auto run = TrainingRun::Create(training, dataset->get());
   if (!run.ok()) return fail(run.status());
 
-  // A state change the store refuses because the job ended (a cancel won the race) ends this
-  // attempt quietly; any other store failure requeues the job.
+  // A state change the store refuses because the job ended (a cancel won the race) or another
+  // replica took it ends this attempt quietly; any other store failure releases the lease so the
+  // job is claimed again (here or elsewhere).
   auto start_failed = [&](const absl::Status& s) {
-    if (s.code() == absl::StatusCode::kFailedPrecondition) return true;
+    if (s.code() == absl::StatusCode::kFailedPrecondition || IsLeaseLost(s)) return true;
     log::Error("job not started: the store failed; retrying", {{"job_id", id}, {"status", s}});
+    store_->ReleaseLease(id, lease).IgnoreError();  // else it runs out
     return false;
   };
-  if (job.resume) {
+  if (claim.resume) {
+    // The store's step says how far the history is stored (a step's progress is recorded only
+    // after its event): a checkpoint beyond it was written while the store was unreachable, or
+    // by a replica that had lost the lease, so the history after it is incomplete. Resuming from
+    // it would leave a gap; it goes, and training repeats those steps.
+    for (int64_t step : (*run)->CheckpointSteps()) {
+      if (step <= record->step) continue;
+      std::error_code error;
+      std::filesystem::remove((*run)->CheckpointPath(step), error);
+      log::Info("checkpoint beyond the stored history removed",
+                {{"job_id", id}, {"step", step}, {"stored_step", record->step}});
+    }
     auto step = (*run)->ResumeFromLatest();
     if (!step.ok()) return fail(step.status());
-    if (absl::Status s = store_->MarkResumed(id, *step); !s.ok()) return start_failed(s);
+    if (absl::Status s = store_->MarkResumed(id, *step, lease); !s.ok()) return start_failed(s);
     // The process may have died between writing this checkpoint and recording it.
     if (*step > 0) {
-      if (absl::Status s = store_->RecordCheckpoint(id, *step, (*run)->CheckpointPath(*step));
+      if (absl::Status s =
+              store_->RecordCheckpoint(id, *step, (*run)->CheckpointPath(*step), lease);
           !s.ok()) {
         log::Error("checkpoint not recorded", {{"job_id", id}, {"step", *step}, {"status", s}});
       }
     }
-    log::Info("job resumed", {{"job_id", id}, {"from_step", *step}});
+    log::Info("job resumed",
+              {{"job_id", id}, {"from_step", *step}, {"replica", options_.replica_id}});
   } else {
-    if (absl::Status s = store_->MarkRunning(id); !s.ok()) return start_failed(s);
+    if (absl::Status s = store_->MarkRunning(id, lease); !s.ok()) return start_failed(s);
     if (options_.metrics != nullptr) {
       options_.metrics->MoveJob(gan::v1::JOB_STATE_QUEUED, gan::v1::JOB_STATE_RUNNING);
     }
-    log::Info("job started", {{"job_id", id}, {"total_steps", resolved->total_steps}});
+    log::Info(
+        "job started",
+        {{"job_id", id}, {"total_steps", resolved->total_steps}, {"replica", options_.replica_id}});
   }
   Notify(id);
   // This job's gauges, until it ends or the server stops; a step touches only their atomics.
@@ -361,9 +514,11 @@ bool JobManager::RunJob(const QueuedJob& job) {
   const int keep = resolved->keep_checkpoints;
   const int64_t metrics_every = resolved->metrics_every;
   const int64_t total = resolved->total_steps;
-  // Store failures during training are logged once per job, not once per step.
+  // Store failures during training are logged once per job, not once per step; a fenced write
+  // refused because the lease is gone stops the job.
   bool store_error_logged = false;
   auto store_error = [&](const char* what, const absl::Status& s) {
+    if (IsLeaseLost(s)) LoseLease(id, s);
     if (s.ok() || store_error_logged) return;
     store_error_logged = true;
     log::Error(what, {{"job_id", id}, {"status", s}});
@@ -373,21 +528,36 @@ bool JobManager::RunJob(const QueuedJob& job) {
     if (job_metrics.has_value()) {
       const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - step_start;
       job_metrics->Step(m.d_loss, m.g_loss, m.d_real, m.d_fake, batch_size, seconds.count());
+      job_metrics->Gradients(m);
     }
     struct RestartClock {
       std::chrono::steady_clock::time_point* start;
       ~RestartClock() { *start = std::chrono::steady_clock::now(); }
     } restart_clock{&step_start};
-    store_error("job progress not stored", store_->SetStep(id, m.step + 1));
-    if ((m.step + 1) % metrics_every != 0 && m.step + 1 != total) return;
-    gan::v1::MetricEvent event;
-    *event.mutable_step() = StepMetricsToProto(m, epoch, images_per_s);
-    store_error("job metric event not stored", store_->AppendMetric(id, m.step, event).status());
-    Notify(id);
+    // The event first: a recorded step promises every event before it is stored (a resume
+    // relies on that).
+    if ((m.step + 1) % metrics_every == 0 || m.step + 1 == total) {
+      gan::v1::MetricEvent event;
+      *event.mutable_step() = StepMetricsToProto(m, epoch, images_per_s);
+      const absl::Status appended = store_->AppendMetric(id, m.step, event, lease).status();
+      store_error("job metric event not stored", appended);
+      if (!appended.ok()) {
+        // A gap in the history must never be papered over by later steps: this attempt stops
+        // and the job resumes (here or elsewhere) from a checkpoint before the missing event.
+        LoseLease(id, appended);
+        return;
+      }
+      Notify(id);
+    }
+    store_error("job progress not stored", store_->SetStep(id, m.step + 1, lease));
   };
   callbacks.on_checkpoint = [&](int64_t step, const std::string& path) {
-    if (absl::Status s = store_->RecordCheckpoint(id, step, path); !s.ok()) {
-      log::Error("checkpoint not recorded", {{"job_id", id}, {"step", step}, {"status", s}});
+    if (absl::Status s = store_->RecordCheckpoint(id, step, path, lease); !s.ok()) {
+      if (IsLeaseLost(s)) {
+        LoseLease(id, s);
+      } else {
+        log::Error("checkpoint not recorded", {{"job_id", id}, {"step", step}, {"status", s}});
+      }
       return;
     }
     log::Info("job checkpointed", {{"job_id", id}, {"step", step}});
@@ -404,33 +574,50 @@ bool JobManager::RunJob(const QueuedJob& job) {
         log::Warning("old checkpoint file not removed",
                      {{"job_id", id}, {"path", (*rows)[i].path}, {"error", error.message()}});
       }
-      if (absl::Status s = store_->DeleteCheckpointRow(id, (*rows)[i].step); !s.ok()) {
+      if (absl::Status s = store_->DeleteCheckpointRow(id, (*rows)[i].step, lease); !s.ok()) {
         log::Error("old checkpoint row not deleted", {{"job_id", id}, {"status", s}});
       }
     }
   };
   callbacks.should_stop = [&] {
     absl::MutexLock lock(&mu_);
-    return shutting_down_ || cancel_requested_.count(id) > 0;
+    return shutting_down_ || cancel_requested_.count(id) > 0 || lease_lost_.count(id) > 0;
   };
   const absl::Status status = (*run)->Run(callbacks);
-  bool cancelled, shutting_down;
+  // The job's gauges go before its end is stored: whoever sees it ended never sees them.
+  job_metrics.reset();
+  bool cancelled, shutting_down, lost;
   {
     absl::MutexLock lock(&mu_);
     cancelled = cancel_requested_.count(id) > 0;
     shutting_down = shutting_down_;
+    lost = lease_lost_.count(id) > 0;
+  }
+  if (lost) {
+    // It resumes from a checkpoint within the stored history, wherever its lease is next won;
+    // nothing more is written. Releasing the lease (refused when another replica holds it)
+    // lets that happen at once when the store is back.
+    log::Info("job stopped: its lease is lost", {{"job_id", id}, {"step", (*run)->step()}});
+    store_->ReleaseLease(id, lease).IgnoreError();
+    Notify(id);
+    return false;  // the worker waits a moment before claiming again
   }
   if (!status.ok()) return fail(status);
   if (cancelled) {
-    Finish(id, gan::v1::JOB_STATE_CANCELLED, "");
+    Finish(id, gan::v1::JOB_STATE_CANCELLED, "", lease);
     return true;
   }
   if (shutting_down && (*run)->step() < total) {
-    log::Info("job paused for shutdown; it resumes at the next start",
+    log::Info("job paused for shutdown; it resumes at the next start or on another replica",
               {{"job_id", id}, {"step", (*run)->step()}});
-    return true;  // stays RUNNING in the store
+    // Stays RUNNING in the store; released, so another replica takes it over at once.
+    if (absl::Status s = store_->ReleaseLease(id, lease); !s.ok() && !IsLeaseLost(s)) {
+      log::Warning("job lease not released; it is taken over when it runs out",
+                   {{"job_id", id}, {"status", s}});
+    }
+    return true;
   }
-  Finish(id, gan::v1::JOB_STATE_SUCCEEDED, "");
+  Finish(id, gan::v1::JOB_STATE_SUCCEEDED, "", lease);
   return true;
 }
 

@@ -1,9 +1,13 @@
 #ifndef GAN_SERVER_JOB_MANAGER_H_
 #define GAN_SERVER_JOB_MANAGER_H_
 
-// Owns the training jobs: validates and queues submissions, runs them on worker threads (never on
-// a gRPC thread), records metrics and checkpoints in the JobStore, cancels, and recovers after a
-// restart (RUNNING jobs resume from their newest checkpoint, QUEUED ones queue again). Streams
+// Owns this replica's part of the training jobs: validates and stores submissions, and runs jobs
+// on worker threads (never on a gRPC thread), each claimed from the JobStore under a lease that a
+// renewer thread keeps alive; records metrics and checkpoints with writes fenced by that lease;
+// cancels wherever the job runs (through the store's cancel_requested); and takes over jobs
+// whose lease ran out (their replica died or paused) or was released (it shut down), resuming
+// them from their newest checkpoint. With SQLite the one process holds every lease, so a restart
+// resumes RUNNING jobs at once and QUEUED ones in their order. Streams
 // read the stored history through ReadEvents and ask to be woken when a job has a new event, so a
 // slow client never holds up a trainer. Every job lifecycle change is logged (server/log.h).
 //
@@ -11,6 +15,7 @@
 // commits to the store; callers run it off gRPC threads. Cancel never waits for a training step.
 // Thread-safe.
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <map>
@@ -26,6 +31,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gan/v1/service.pb.h"
 #include "server/dataset_registry.h"
+#include "server/init_from.h"
 #include "server/job_spec.h"
 #include "server/job_store.h"
 #include "server/server_metrics.h"
@@ -39,10 +45,17 @@ struct JobManagerOptions {
   int max_queued_jobs = 0;         // queued jobs before Submit is RESOURCE_EXHAUSTED
   int max_jobs_per_principal = 0;  // QUEUED + RUNNING jobs of one principal; 0: no limit
   int threads_per_job = 0;         // OpenMP threads of one job's oneDNN primitives; at least 1
+  std::string replica_id;          // this replica's name as a lease holder; not empty
+  absl::Duration lease;            // a claim's lease, renewed every third of it
+  // Shared store: how often idle workers look for jobs, and waiting streams re-read their job.
+  absl::Duration poll_interval;
   JobDefaults defaults;
   // Job counts, training progress and running jobs' losses go here when set; must outlive the
   // manager.
   ServerMetrics* metrics = nullptr;
+  // Called (on a manager thread) when the store turns unreachable (false: a call failed with
+  // UNAVAILABLE) or reachable again (true); the server's health follows it.
+  std::function<void(bool reachable)> on_store_health;
 };
 
 class JobManager {
@@ -50,12 +63,13 @@ class JobManager {
   JobManager(JobStore* store, DatasetRegistry* datasets, JobManagerOptions options);
   ~JobManager();
 
-  // Recovers jobs left by an earlier process and starts the workers. INVALID_ARGUMENT for
-  // options out of range; the store's status when it cannot be read.
+  // Starts the workers (which claim jobs, those left by an earlier process first) and the lease
+  // renewer. INVALID_ARGUMENT for options out of range; the store's status when it cannot be read.
   absl::Status Start();
-  // Stops taking jobs; running ones stop after their current step, write a checkpoint and stay
-  // RUNNING in the store so the next Start resumes them. Joins the workers (logging which jobs
-  // it waits for: a step in progress is never interrupted). Idempotent.
+  // Stops taking jobs; running ones stop after their current step, write a checkpoint, stay
+  // RUNNING in the store and have their leases released, so another replica (or the next Start)
+  // resumes them at once. Joins the workers (logging which jobs it waits for: a step in progress
+  // is never interrupted). Idempotent.
   void Shutdown();
 
   // Queues a job owned by `principal` (empty on a server without identities). RESOURCE_EXHAUSTED
@@ -74,35 +88,56 @@ class JobManager {
   }
   // A queued job is CANCELLED at once. A running job is asked to stop and the call returns
   // without waiting: the job is still RUNNING in the answer and becomes CANCELLED when its
-  // current step ends. FAILED_PRECONDITION for a job that already ended.
+  // current step ends (on another replica: when that replica next renews its lease, within a
+  // third of the lease). FAILED_PRECONDITION for a job that already ended.
   absl::StatusOr<gan::v1::Job> Cancel(const std::string& job_id);
 
   // The checkpoint file of a job: its newest (step 0) or the one at `step`. FAILED_PRECONDITION
   // when the job has none yet, NOT_FOUND for an unknown job or step.
   absl::StatusOr<std::string> CheckpointPath(const std::string& job_id, int64_t step);
+  // CheckpointPath as a function (for init_from, server/init_from.h).
+  CheckpointLookup CheckpointPathLookup();
 
   // At most `limit` of the job's stored events with sequence > after_sequence and
   // step >= from_step, in order (JobStore::ReadMetrics).
   absl::StatusOr<std::vector<MetricRow>> ReadEvents(const std::string& job_id, int64_t from_step,
                                                     int64_t after_sequence, int limit);
 
-  // Calls `callback` once, on another thread, when the job's next event has been stored or the
-  // manager shuts down. Never calls it from within this call. The callback must not block.
-  // A caller re-reads the events after registering, so an event stored just before is not missed.
+  // Calls `callback` once, on another thread, when the job's next event has been stored (by this
+  // replica, or by another one: a store notification, or at the latest after poll_interval with
+  // a shared store, when the callback may come without a new event) or the manager shuts down.
+  // Never calls it from within this call. The callback must not block. A caller re-reads the events
+  // after registering, so an event stored just before is not missed.
   void NotifyOnNextEvent(const std::string& job_id, std::function<void()> callback);
   bool shutting_down();
 
  private:
-  struct QueuedJob {
-    std::string job_id;
-    bool resume;
+  struct RunningJob {
+    Lease lease;
+    absl::Time renewed;  // the last successful renewal (or the claim)
   };
   void WorkerLoop();
-  // Returns false when the job could not be started because the store failed; the caller
-  // requeues it.
-  bool RunJob(const QueuedJob& job);
-  void Finish(const std::string& job_id, gan::v1::JobState state, const std::string& message);
+  // Returns false when the job could not be started because the store failed; the worker waits
+  // before claiming again (the job's lease was released, so any replica may retry it).
+  bool RunJob(const ClaimedJob& claim);
+  // Renews the leases of this replica's running jobs; marks lost ones and picks up cancels.
+  void RenewLoop();
+  // With a shared store, wakes every waiting stream each poll_interval (LISTEN/NOTIFY fallback).
+  void PollLoop();
+  // Ends the job in `state` under `lease` (empty: not fenced), then stores the `finished` event.
+  void Finish(const std::string& job_id, gan::v1::JobState state, const std::string& message,
+              const Lease& lease);
+  // The `finished` event, metrics and log line of a job that just ended in `state`.
+  void Finished(const std::string& job_id, gan::v1::JobState before, gan::v1::JobState state,
+                const std::string& message, const Lease& lease);
+  // The job's lease is gone (or one of its events could not be stored): its training stops
+  // without another write.
+  void LoseLease(const std::string& job_id, const absl::Status& why);
+  bool LeaseLost(const std::string& job_id);
+  // Notes whether a store call reached the store; reports changes (logged, on_store_health).
+  void ReportStore(const absl::Status& status);
   void Notify(const std::string& job_id);
+  void NotifyAll();
   std::string CheckpointDir(const std::string& job_id) const;
 
   JobStore* store_;
@@ -110,11 +145,16 @@ class JobManager {
   const JobManagerOptions options_;
 
   absl::Mutex mu_;
-  std::deque<QueuedJob> queue_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> running_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, RunningJob> running_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> cancel_requested_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> lease_lost_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Incremented when a job may be waiting to be claimed (a submission, a notification).
+  int64_t claim_wakeups_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::thread> workers_;
+  std::thread renewer_;
+  std::thread poller_;
+  std::atomic<bool> store_reachable_{true};
 
   absl::Mutex waiters_mu_;
   std::map<std::string, std::vector<std::function<void()>>> waiters_ ABSL_GUARDED_BY(waiters_mu_);

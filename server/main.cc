@@ -33,6 +33,26 @@ int main(int argc, char** argv) {
                 "Prometheus /metrics address host:port; empty (--metrics_listen=) disables");
   AddStringFlag(app, "--data_dir", o.data_dir,
                 "SQLite job store, checkpoints and datasets/<name>/ folders");
+  AddStringFlag(app, "--job_store", o.job_store,
+                "job store URL: sqlite:///path/jobs.sqlite (default <data_dir>/jobs.sqlite) or "
+                "postgresql://user@host:port/db shared by replicas (password from the URL or "
+                "PGPASSFILE; never logged)");
+  AddStringFlag(app, "--replica_id", o.replica_id,
+                "this replica's name in the job store; empty: <host name>-<pid>");
+  app.add_option("--lease_seconds", o.lease_seconds,
+                 "a claimed job's lease; another replica takes the job over this long after its "
+                 "holder's last renewal")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  app.add_option("--store_poll_millis", o.store_poll_millis,
+                 "shared store: how often idle workers look for jobs and streams re-read jobs "
+                 "trained elsewhere without a notification")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600'000));
+  app.add_option("--store_connect_timeout_seconds", o.store_connect_timeout_seconds,
+                 "how long connecting to PostgreSQL may take")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600));
   AddStringFlag(app, "--default_dataset", o.default_dataset, "dataset of jobs that name none");
   AddStringFlag(app, "--fashion_mnist_dir", o.fashion_mnist_dir,
                 "where Debian's dataset-fashion-mnist installs the built-in dataset");

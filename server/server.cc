@@ -1,6 +1,9 @@
 #include "server/server.h"
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -22,17 +25,28 @@
 #include "server/dataset_registry.h"
 #include "server/executor.h"
 #include "server/inference_service.h"
+#include "server/job_store_url.h"
 #include "server/log.h"
 #include "server/process_collector.h"
 #include "server/server_metrics.h"
 #include "server/service_impl.h"
-#include "server/sqlite_job_store.h"
 
 namespace gan::server {
+
+std::string DefaultReplicaId() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+    std::snprintf(host, sizeof(host), "localhost");
+  }
+  return absl::StrCat(host, "-", ::getpid());
+}
 
 JobManagerOptions JobManagerOptionsFrom(const Options& options) {
   JobManagerOptions jobs;
   jobs.data_dir = options.data_dir;
+  jobs.replica_id = options.replica_id.empty() ? DefaultReplicaId() : options.replica_id;
+  jobs.lease = absl::Seconds(options.lease_seconds);
+  jobs.poll_interval = absl::Milliseconds(options.store_poll_millis);
   jobs.max_concurrent_jobs = options.max_concurrent_jobs;
   jobs.max_queued_jobs = options.max_queued_jobs;
   jobs.threads_per_job = options.threads_per_job;
@@ -91,6 +105,12 @@ void LogConfiguration(const Options& o) {
   log::Info("server starting", {{"listen", o.listen},
                                 {"metrics_listen", o.metrics_listen},
                                 {"data_dir", o.data_dir},
+                                // With any password replaced by ***.
+                                {"job_store", RedactJobStoreUrl(o.job_store)},
+                                {"replica_id", o.replica_id},
+                                {"lease_seconds", o.lease_seconds},
+                                {"store_poll_millis", o.store_poll_millis},
+                                {"store_connect_timeout_seconds", o.store_connect_timeout_seconds},
                                 {"default_dataset", o.default_dataset},
                                 {"log_format", o.log_format},
                                 {"max_concurrent_jobs", o.max_concurrent_jobs},
@@ -135,6 +155,10 @@ absl::Status ValidateOptions(const Options& o) {
     return absl::InvalidArgumentError(
         "--max_concurrent_jobs, --threads_per_job, --control_threads, --inference_threads, "
         "--max_cached_models and --max_batch_images must be >= 1");
+  }
+  if (o.lease_seconds < 1 || o.store_poll_millis < 1 || o.store_connect_timeout_seconds < 1) {
+    return absl::InvalidArgumentError(
+        "--lease_seconds, --store_poll_millis and --store_connect_timeout_seconds must be >= 1");
   }
   if (o.batch_timeout_micros < 0) {
     return absl::InvalidArgumentError("--batch_timeout_micros: must be >= 0");
@@ -215,7 +239,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
     return absl::FailedPreconditionError(
         absl::StrCat("--data_dir ", options.data_dir, ": cannot create it: ", error.message()));
   }
-  GAN_ASSIGN_OR_RETURN(parts->store, SqliteJobStore::Open(options.data_dir + "/jobs.sqlite"));
+  GAN_ASSIGN_OR_RETURN(const JobStoreUrl store_url,
+                       ParseJobStoreUrl(options.job_store, options.data_dir));
+  GAN_ASSIGN_OR_RETURN(
+      parts->store, OpenJobStore(store_url, absl::Seconds(options.store_connect_timeout_seconds)));
   if (!options.auth_tokens.empty()) {
     GAN_ASSIGN_OR_RETURN(parts->authenticator, Authenticator::Create(options.auth_tokens));
     log::Info("identities loaded",
@@ -226,6 +253,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
   parts->datasets = std::make_unique<DatasetRegistry>(options.data_dir, options.fashion_mnist_dir);
   JobManagerOptions job_options = JobManagerOptionsFrom(options);
   job_options.metrics = &parts->metrics;
+  // Health follows the store (a replica cut off from PostgreSQL is not ready), until shutdown.
+  // The manager's threads, which call this, end before `parts` goes.
+  job_options.on_store_health = [p = parts.get()](bool reachable) {
+    absl::MutexLock lock(&p->mu);
+    if (p->shut_down || p->grpc_server == nullptr) return;
+    p->grpc_server->GetHealthCheckService()->SetServingStatus(reachable);
+  };
   parts->jobs =
       std::make_unique<JobManager>(parts->store.get(), parts->datasets.get(), job_options);
   parts->control =
@@ -297,7 +331,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
                    {{"metrics_listen", options.metrics_listen}, {"error", e.what()}});
     }
   }
-  parts->grpc_server = builder.BuildAndStart();
+  {
+    absl::MutexLock lock(&parts->mu);
+    parts->grpc_server = builder.BuildAndStart();
+  }
   if (parts->grpc_server == nullptr || port == 0) {
     parts->jobs->Shutdown();
     return absl::UnavailableError(absl::StrCat("--listen ", options.listen, ": cannot listen"));

@@ -34,8 +34,26 @@ struct Options {
   // Prometheus /metrics address (host:port); empty disables metrics. An address that cannot be
   // bound is logged and the service runs without metrics.
   std::string metrics_listen = "127.0.0.1:9464";
-  // The SQLite job store (jobs.sqlite), checkpoints (jobs/<id>/checkpoints) and datasets/<name>/.
+  // The SQLite job store (jobs.sqlite, unless job_store names another), checkpoints
+  // (jobs/<id>/checkpoints) and datasets/<name>/. Replicas sharing a PostgreSQL job store share
+  // this directory too (shared storage: a replica taking a job over resumes from its checkpoint).
   std::string data_dir = "./gan-data";
+  // The job store (server/job_store_url.h): empty means sqlite://<data_dir>/jobs.sqlite, one
+  // process per file; postgresql://user@host:port/db (any libpq URI; the password from the URI or
+  // PGPASSFILE) is shared by several replicas. The password is never logged.
+  std::string job_store;
+  // This replica's name in the store: the holder of the leases of the jobs it trains, shown as
+  // Job.replica. Empty: <host name>-<pid>.
+  std::string replica_id;
+  // A claimed job's lease lasts this long unless renewed (every third of it). A replica that dies
+  // or pauses loses its jobs to another replica this long after its last renewal; one that cannot
+  // reach the store for this long stops training them (they resume wherever a lease is next won).
+  int lease_seconds = 15;
+  // With a shared store, how often idle workers look for jobs to claim and streams re-read a job
+  // trained elsewhere when no notification arrived (LISTEN/NOTIFY normally wakes both at once).
+  int store_poll_millis = 1000;
+  // How long connecting to PostgreSQL may take before the call fails with UNAVAILABLE.
+  int store_connect_timeout_seconds = 5;
   // Dataset of jobs that name none.
   std::string default_dataset = gan::kDefaultDataset;
   // Where Debian's dataset-fashion-mnist installs the built-in "fashion-mnist".
@@ -112,6 +130,9 @@ struct Options {
 
 // True for 127.0.0.0/8, ::1 and localhost listen addresses ("host:port", "[::1]:port").
 bool IsLoopbackAddress(const std::string& listen);
+
+// <host name>-<pid>: the replica id when --replica_id is empty.
+std::string DefaultReplicaId();
 
 // The parts of Options each component takes.
 JobManagerOptions JobManagerOptionsFrom(const Options& options);

@@ -34,7 +34,7 @@ using sqlite::Database;
 using sqlite::Statement;
 using sqlite::Transaction;
 
-constexpr int64_t kSchemaVersion = 2;
+constexpr int64_t kSchemaVersion = 3;
 constexpr absl::Duration kBusyTimeout = absl::Seconds(10);
 
 // The jobs table of version 2: version 1's plus the submitting principal, with request ids unique
@@ -94,29 +94,21 @@ CREATE INDEX jobs_by_principal ON jobs (principal, state);
 PRAGMA user_version = 2;
 )sql";
 
+// Version 2 -> 3: leases (the replica holding the job, the claim's epoch, when the lease runs
+// out) and cancel requests for the lease holder.
+constexpr char kMigrateV2ToV3[] = R"sql(
+ALTER TABLE jobs ADD COLUMN replica TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN lease_expire_us INTEGER;
+ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+PRAGMA user_version = 3;
+)sql";
+
 // The columns ReadJob expects, in order.
-#define GAN_JOB_COLUMNS                                                                 \
-  "job_id, request_id, spec, state, create_time_us, start_time_us, end_time_us, step, " \
-  "total_steps, latest_checkpoint_step, error_message, principal"
-
-// Equal messages give equal bytes (map order is fixed), so stored specs compare bytewise.
-std::string SerializeDeterministically(const google::protobuf::MessageLite& message) {
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream output(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&output);
-    coded.SetSerializationDeterministic(true);
-    message.SerializeToCodedStream(&coded);
-  }
-  return bytes;
-}
-
-std::string NewJobId() {
-  std::random_device entropy;  // /dev/urandom (getrandom) on Linux
-  const uint64_t bits = (static_cast<uint64_t>(entropy()) << 32) | entropy();
-  return absl::StrFormat("job-%016x", bits);
-}
-
+#define GAN_JOB_COLUMNS                                                                   \
+  "job_id, request_id, spec, state, create_time_us, start_time_us, end_time_us, step, "   \
+  "total_steps, latest_checkpoint_step, error_message, principal, replica, lease_epoch, " \
+  "lease_expire_us, cancel_requested"
 
 absl::StatusOr<JobRecord> ReadJob(const Statement& row) {
   JobRecord record;
@@ -140,6 +132,10 @@ absl::StatusOr<JobRecord> ReadJob(const Statement& row) {
   record.latest_checkpoint_step = row.Int64(9);
   record.error_message = row.Text(10);
   record.principal = row.Text(11);
+  record.replica = row.Text(12);
+  record.lease_epoch = row.Int64(13);
+  record.lease_expire_time = row.Time(14);
+  record.cancel_requested = row.Int64(15) != 0;
   return record;
 }
 
@@ -188,6 +184,22 @@ absl::Status RequireNotEnded(Database& db, const std::string& job_id, absl::stri
   return absl::OkStatus();
 }
 
+// NOT_FOUND for an unknown job; with a lease (non-empty replica), ABORTED unless the job's lease
+// is still that one. Inside a BEGIN IMMEDIATE transaction, so nothing can claim the job between
+// this check and the caller's writes.
+absl::Status RequireLease(Database& db, const std::string& job_id, const Lease& lease) {
+  if (lease.replica.empty()) return RequireJob(db, job_id);
+  GAN_ASSIGN_OR_RETURN(Statement select,
+                       db.Prepare("SELECT replica, lease_epoch FROM jobs WHERE job_id = ?"));
+  select.BindText(job_id);
+  GAN_ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) return JobNotFoundError(job_id);
+  if (select.Text(0) != lease.replica || select.Int64(1) != lease.epoch) {
+    return LeaseLostError(job_id, lease);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int64_t> InsertMetric(Database& db, const std::string& job_id, int64_t step,
                                      const gan::v1::MetricEvent& event) {
   GAN_ASSIGN_OR_RETURN(
@@ -196,41 +208,6 @@ absl::StatusOr<int64_t> InsertMetric(Database& db, const std::string& job_id, in
   insert.BindText(job_id).Bind(step).BindBlob(SerializeDeterministically(event));
   GAN_RETURN_IF_ERROR(insert.Run());
   return db.LastInsertRowid();
-}
-
-// Page tokens: web-safe base64 of "1:<state>:<create_time_us>:<job_id>", the position of the last
-// job returned and the filter it was returned under.
-std::string EncodePageToken(gan::v1::JobState state, const JobRecord& last) {
-  return absl::WebSafeBase64Escape(absl::StrCat(
-      "1:", static_cast<int>(state), ":", absl::ToUnixMicros(last.create_time), ":", last.job_id));
-}
-
-struct PageCursor {
-  int64_t create_time_us = 0;
-  std::string job_id;
-};
-
-absl::StatusOr<PageCursor> DecodePageToken(const std::string& token, gan::v1::JobState state) {
-  const absl::Status invalid = absl::InvalidArgumentError(
-      absl::StrCat("invalid page_token \"", token, "\": pass a next_page_token unchanged"));
-  std::string decoded;
-  if (!absl::WebSafeBase64Unescape(token, &decoded)) return invalid;
-  std::vector<std::string> parts = absl::StrSplit(decoded, absl::MaxSplits(':', 3));
-  int token_state = 0;
-  PageCursor cursor;
-  if (parts.size() != 4 || parts[0] != "1" || !absl::SimpleAtoi(parts[1], &token_state) ||
-      !absl::SimpleAtoi(parts[2], &cursor.create_time_us) || parts[3].empty()) {
-    return invalid;
-  }
-  if (token_state != static_cast<int>(state)) {
-    return absl::InvalidArgumentError(absl::StrCat("page_token was issued for state filter ",
-                                                   gan::v1::JobState_IsValid(token_state)
-                                                       ? gan::v1::JobState_Name(token_state)
-                                                       : std::to_string(token_state),
-                                                   ", not ", gan::v1::JobState_Name(state)));
-  }
-  cursor.job_id = std::move(parts[3]);
-  return cursor;
 }
 
 }  // namespace
@@ -266,7 +243,10 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
         GAN_ASSIGN_OR_RETURN(bool row, version.Step());
         user_version = row ? version.Int64(0) : 0;
       }
-      if (user_version == 0) return conn.Exec(kSchemaV2);
+      if (user_version == 0) {
+        GAN_RETURN_IF_ERROR(conn.Exec(kSchemaV2));
+        return conn.Exec(kMigrateV2ToV3);
+      }
       if (user_version > kSchemaVersion) {
         return absl::FailedPreconditionError(
             absl::StrCat("the job database ", path, " has schema version ", user_version,
@@ -281,6 +261,7 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
                                                   " fails its foreign-key check after migration"));
         }
       }
+      if (user_version <= 2) GAN_RETURN_IF_ERROR(conn.Exec(kMigrateV2ToV3));
       return absl::OkStatus();
     }));
     GAN_RETURN_IF_ERROR(conn.Exec("PRAGMA foreign_keys = ON;"));
@@ -329,7 +310,11 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const NewJob& job, AdmitFn a
                                     "(?, ?)"));
     active.BindText(job.principal).Bind(gan::v1::JOB_STATE_QUEUED).Bind(gan::v1::JOB_STATE_RUNNING);
     GAN_ASSIGN_OR_RETURN(bool counted, active.Step());
-    GAN_RETURN_IF_ERROR(admit(counted ? active.Int64(0) : 0));
+    const int64_t principal_active = counted ? active.Int64(0) : 0;
+    GAN_ASSIGN_OR_RETURN(Statement queued, db.Prepare("SELECT COUNT(*) FROM jobs WHERE state = ?"));
+    queued.Bind(gan::v1::JOB_STATE_QUEUED);
+    GAN_ASSIGN_OR_RETURN(bool queued_counted, queued.Step());
+    GAN_RETURN_IF_ERROR(admit(principal_active, queued_counted ? queued.Int64(0) : 0));
     // create_time strictly increases, even if the clock steps back or two jobs share a
     // microsecond, so newest-first is creation order.
     GAN_ASSIGN_OR_RETURN(Statement newest,
@@ -419,10 +404,11 @@ absl::StatusOr<int64_t> SqliteJobStore::CountJobs(gan::v1::JobState state) {
   return select.Int64(0);
 }
 
-absl::Status SqliteJobStore::MarkRunning(const std::string& job_id) {
+absl::Status SqliteJobStore::MarkRunning(const std::string& job_id, const Lease& lease) {
   absl::MutexLock lock(&mu_);
   Database& db = *db_;
   return InTransaction([&]() -> absl::Status {
+    GAN_RETURN_IF_ERROR(RequireLease(db, job_id, lease));
     GAN_RETURN_IF_ERROR(RequireNotEnded(db, job_id, "start"));
     GAN_ASSIGN_OR_RETURN(Statement update,
                          db.Prepare("UPDATE jobs SET state = ?, start_time_us = "
@@ -433,7 +419,7 @@ absl::Status SqliteJobStore::MarkRunning(const std::string& job_id) {
 }
 
 absl::Status SqliteJobStore::MarkFinished(const std::string& job_id, gan::v1::JobState final_state,
-                                          const std::string& error_message) {
+                                          const std::string& error_message, const Lease& lease) {
   if (!IsTerminal(final_state)) {
     return absl::InvalidArgumentError(
         absl::StrCat("a job cannot finish in state ", gan::v1::JobState_Name(final_state)));
@@ -441,31 +427,39 @@ absl::Status SqliteJobStore::MarkFinished(const std::string& job_id, gan::v1::Jo
   absl::MutexLock lock(&mu_);
   Database& db = *db_;
   return InTransaction([&]() -> absl::Status {
+    GAN_RETURN_IF_ERROR(RequireLease(db, job_id, lease));
     GAN_RETURN_IF_ERROR(RequireNotEnded(db, job_id, "finish"));
-    GAN_ASSIGN_OR_RETURN(Statement update,
-                         db.Prepare("UPDATE jobs SET state = ?, end_time_us = ?, error_message = ? "
-                                    "WHERE job_id = ?"));
+    GAN_ASSIGN_OR_RETURN(
+        Statement update,
+        db.Prepare("UPDATE jobs SET state = ?, end_time_us = ?, error_message = ?, "
+                   "lease_expire_us = NULL WHERE job_id = ?"));
     update.Bind(final_state).BindTime(absl::Now()).BindText(error_message).BindText(job_id);
     return update.Run();
   });
 }
 
-absl::Status SqliteJobStore::SetStep(const std::string& job_id, int64_t step) {
+absl::Status SqliteJobStore::SetStep(const std::string& job_id, int64_t step, const Lease& lease) {
   absl::MutexLock lock(&mu_);
-  GAN_ASSIGN_OR_RETURN(Statement update, db_->Prepare("UPDATE jobs SET step = ? WHERE job_id = ?"));
-  update.Bind(step).BindText(job_id);
+  GAN_ASSIGN_OR_RETURN(Statement update,
+                       db_->Prepare("UPDATE jobs SET step = ?1 WHERE job_id = ?2"
+                                    " AND (?3 = '' OR (replica = ?3 AND lease_epoch = ?4))"));
+  update.Bind(step).BindText(job_id).BindText(lease.replica).Bind(lease.epoch);
   GAN_RETURN_IF_ERROR(update.Run());
-  if (db_->Changes() == 0) return JobNotFoundError(job_id);
+  if (db_->Changes() == 0) {
+    GAN_RETURN_IF_ERROR(RequireJob(*db_, job_id));
+    return LeaseLostError(job_id, lease);
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> SqliteJobStore::AppendMetric(const std::string& job_id, int64_t step,
-                                                     const gan::v1::MetricEvent& event) {
+                                                     const gan::v1::MetricEvent& event,
+                                                     const Lease& lease) {
   absl::MutexLock lock(&mu_);
   Database& db = *db_;
   int64_t sequence = 0;
   GAN_RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
-    GAN_RETURN_IF_ERROR(RequireJob(db, job_id));
+    GAN_RETURN_IF_ERROR(RequireLease(db, job_id, lease));
     GAN_ASSIGN_OR_RETURN(sequence, InsertMetric(db, job_id, step, event));
     return absl::OkStatus();
   }));
@@ -501,14 +495,14 @@ absl::StatusOr<std::vector<MetricRow>> SqliteJobStore::ReadMetrics(const std::st
 }
 
 absl::Status SqliteJobStore::RecordCheckpoint(const std::string& job_id, int64_t step,
-                                              const std::string& path) {
+                                              const std::string& path, const Lease& lease) {
   if (step <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("checkpoint step must be positive, got ", step));
   }
   absl::MutexLock lock(&mu_);
   Database& db = *db_;
   return InTransaction([&]() -> absl::Status {
-    GAN_RETURN_IF_ERROR(RequireJob(db, job_id));
+    GAN_RETURN_IF_ERROR(RequireLease(db, job_id, lease));
     GAN_ASSIGN_OR_RETURN(
         Statement insert,
         db.Prepare("INSERT INTO checkpoints (job_id, step, path) VALUES (?, ?, ?)"
@@ -539,11 +533,12 @@ absl::StatusOr<std::vector<CheckpointRow>> SqliteJobStore::ListCheckpoints(
   }
 }
 
-absl::Status SqliteJobStore::DeleteCheckpointRow(const std::string& job_id, int64_t step) {
+absl::Status SqliteJobStore::DeleteCheckpointRow(const std::string& job_id, int64_t step,
+                                                 const Lease& lease) {
   absl::MutexLock lock(&mu_);
   Database& db = *db_;
   return InTransaction([&]() -> absl::Status {
-    GAN_RETURN_IF_ERROR(RequireJob(db, job_id));
+    GAN_RETURN_IF_ERROR(RequireLease(db, job_id, lease));
     GAN_ASSIGN_OR_RETURN(Statement remove,
                          db.Prepare("DELETE FROM checkpoints WHERE job_id = ? AND step = ?"));
     remove.BindText(job_id).Bind(step);
@@ -561,13 +556,15 @@ absl::Status SqliteJobStore::DeleteCheckpointRow(const std::string& job_id, int6
   });
 }
 
-absl::Status SqliteJobStore::MarkResumed(const std::string& job_id, int64_t from_step) {
+absl::Status SqliteJobStore::MarkResumed(const std::string& job_id, int64_t from_step,
+                                         const Lease& lease) {
   if (from_step < 0) {
     return absl::InvalidArgumentError(absl::StrCat("cannot resume from negative step ", from_step));
   }
   absl::MutexLock lock(&mu_);
   Database& db = *db_;
   return InTransaction([&]() -> absl::Status {
+    GAN_RETURN_IF_ERROR(RequireLease(db, job_id, lease));
     GAN_RETURN_IF_ERROR(RequireNotEnded(db, job_id, "resume"));
     GAN_ASSIGN_OR_RETURN(Statement drop_events,
                          db.Prepare("DELETE FROM metric_events WHERE job_id = ? AND step >= ?"));
@@ -600,6 +597,117 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::JobsInState(gan::v1::JobS
                                                       " ORDER BY create_time_us, job_id"));
   select.Bind(state);
   return ReadJobs(select);
+}
+
+absl::StatusOr<std::optional<ClaimedJob>> SqliteJobStore::ClaimJob(const std::string& replica,
+                                                                   absl::Duration lease_duration) {
+  if (replica.empty()) return absl::InvalidArgumentError("replica: must not be empty");
+  absl::MutexLock lock(&mu_);
+  Database& db = *db_;
+  std::optional<ClaimedJob> claimed;
+  GAN_RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
+    const int64_t now = absl::ToUnixMicros(absl::Now());
+    // BEGIN IMMEDIATE holds the write lock: no other claim can interleave.
+    GAN_ASSIGN_OR_RETURN(Statement select,
+                         db.Prepare("SELECT " GAN_JOB_COLUMNS " FROM jobs WHERE state IN (?1, ?2)"
+                                    " AND (lease_expire_us IS NULL OR lease_expire_us < ?3)"
+                                    " ORDER BY create_time_us, job_id LIMIT 1"));
+    select.Bind(gan::v1::JOB_STATE_QUEUED).Bind(gan::v1::JOB_STATE_RUNNING).Bind(now);
+    GAN_ASSIGN_OR_RETURN(bool row, select.Step());
+    if (!row) return absl::OkStatus();
+    GAN_ASSIGN_OR_RETURN(JobRecord record, ReadJob(select));
+    const int64_t expire = now + absl::ToInt64Microseconds(lease_duration);
+    GAN_ASSIGN_OR_RETURN(Statement update,
+                         db.Prepare("UPDATE jobs SET replica = ?, lease_epoch = lease_epoch + 1,"
+                                    " lease_expire_us = ? WHERE job_id = ?"));
+    update.BindText(replica).Bind(expire).BindText(record.job_id);
+    GAN_RETURN_IF_ERROR(update.Run());
+    ClaimedJob& claim = claimed.emplace();
+    claim.resume = record.state == gan::v1::JOB_STATE_RUNNING;
+    record.replica = replica;
+    record.lease_epoch += 1;
+    record.lease_expire_time = absl::FromUnixMicros(expire);
+    claim.lease = Lease{replica, record.lease_epoch};
+    claim.record = std::move(record);
+    return absl::OkStatus();
+  }));
+  return claimed;
+}
+
+absl::StatusOr<JobRecord> SqliteJobStore::RenewLease(const std::string& job_id, const Lease& lease,
+                                                     absl::Duration lease_duration) {
+  absl::MutexLock lock(&mu_);
+  Database& db = *db_;
+  JobRecord record;
+  GAN_RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
+    GAN_ASSIGN_OR_RETURN(
+        Statement update,
+        db.Prepare("UPDATE jobs SET lease_expire_us = ? WHERE job_id = ? AND replica = ?"
+                   " AND lease_epoch = ? AND state IN (?, ?)"));
+    update.Bind(absl::ToUnixMicros(absl::Now() + lease_duration))
+        .BindText(job_id)
+        .BindText(lease.replica)
+        .Bind(lease.epoch)
+        .Bind(gan::v1::JOB_STATE_QUEUED)
+        .Bind(gan::v1::JOB_STATE_RUNNING);
+    GAN_RETURN_IF_ERROR(update.Run());
+    if (db.Changes() == 0) {
+      GAN_RETURN_IF_ERROR(RequireJob(db, job_id));
+      return LeaseLostError(job_id, lease);
+    }
+    GAN_ASSIGN_OR_RETURN(record, LoadJob(db, job_id));
+    return absl::OkStatus();
+  }));
+  return record;
+}
+
+absl::Status SqliteJobStore::ReleaseLease(const std::string& job_id, const Lease& lease) {
+  absl::MutexLock lock(&mu_);
+  GAN_ASSIGN_OR_RETURN(Statement update,
+                       db_->Prepare("UPDATE jobs SET lease_expire_us = NULL WHERE job_id = ?"
+                                    " AND replica = ? AND lease_epoch = ?"));
+  update.BindText(job_id).BindText(lease.replica).Bind(lease.epoch);
+  GAN_RETURN_IF_ERROR(update.Run());
+  if (db_->Changes() == 0) {
+    GAN_RETURN_IF_ERROR(RequireJob(*db_, job_id));
+    return LeaseLostError(job_id, lease);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteJobStore::ReleaseAllLeases() {
+  absl::MutexLock lock(&mu_);
+  return db_->Exec("UPDATE jobs SET lease_expire_us = NULL WHERE lease_expire_us IS NOT NULL");
+}
+
+absl::StatusOr<JobRecord> SqliteJobStore::RequestCancel(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  Database& db = *db_;
+  JobRecord record;
+  GAN_RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
+    GAN_ASSIGN_OR_RETURN(record, LoadJob(db, job_id));
+    if (IsTerminal(record.state)) {
+      return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " already ended (",
+                                                        gan::v1::JobState_Name(record.state), ")"));
+    }
+    const bool held =
+        record.lease_expire_time != absl::InfinitePast() && record.lease_expire_time >= absl::Now();
+    if (record.state == gan::v1::JOB_STATE_QUEUED && !held) {
+      GAN_ASSIGN_OR_RETURN(Statement update,
+                           db.Prepare("UPDATE jobs SET state = ?, end_time_us = ?,"
+                                      " lease_expire_us = NULL WHERE job_id = ?"));
+      update.Bind(gan::v1::JOB_STATE_CANCELLED).BindTime(absl::Now()).BindText(job_id);
+      GAN_RETURN_IF_ERROR(update.Run());
+    } else {
+      GAN_ASSIGN_OR_RETURN(Statement update,
+                           db.Prepare("UPDATE jobs SET cancel_requested = 1 WHERE job_id = ?"));
+      update.BindText(job_id);
+      GAN_RETURN_IF_ERROR(update.Run());
+    }
+    GAN_ASSIGN_OR_RETURN(record, LoadJob(db, job_id));
+    return absl::OkStatus();
+  }));
+  return record;
 }
 
 absl::Status SqliteJobStore::CheckIntegrity() {

@@ -35,22 +35,41 @@ class SqliteJobStore final : public JobStore {
                                                   int page_size, const std::string& page_token,
                                                   std::string* next_page_token) override;
   absl::StatusOr<int64_t> CountJobs(gan::v1::JobState state) override;
-  absl::Status MarkRunning(const std::string& job_id) override;
+  using JobStore::MarkRunning;
+  absl::Status MarkRunning(const std::string& job_id, const Lease& lease) override;
+  using JobStore::MarkFinished;
   absl::Status MarkFinished(const std::string& job_id, gan::v1::JobState final_state,
-                            const std::string& error_message) override;
-  absl::Status SetStep(const std::string& job_id, int64_t step) override;
+                            const std::string& error_message, const Lease& lease) override;
+  using JobStore::SetStep;
+  absl::Status SetStep(const std::string& job_id, int64_t step, const Lease& lease) override;
+  using JobStore::AppendMetric;
   absl::StatusOr<int64_t> AppendMetric(const std::string& job_id, int64_t step,
-                                       const gan::v1::MetricEvent& event) override;
+                                       const gan::v1::MetricEvent& event,
+                                       const Lease& lease) override;
   absl::StatusOr<std::vector<MetricRow>> ReadMetrics(const std::string& job_id, int64_t from_step,
                                                      int64_t after_sequence, int limit) override;
-  absl::Status RecordCheckpoint(const std::string& job_id, int64_t step,
-                                const std::string& path) override;
+  using JobStore::RecordCheckpoint;
+  absl::Status RecordCheckpoint(const std::string& job_id, int64_t step, const std::string& path,
+                                const Lease& lease) override;
   absl::StatusOr<std::vector<CheckpointRow>> ListCheckpoints(const std::string& job_id) override;
-  absl::Status DeleteCheckpointRow(const std::string& job_id, int64_t step) override;
-  absl::Status MarkResumed(const std::string& job_id, int64_t from_step) override;
+  using JobStore::DeleteCheckpointRow;
+  absl::Status DeleteCheckpointRow(const std::string& job_id, int64_t step,
+                                   const Lease& lease) override;
+  using JobStore::MarkResumed;
+  absl::Status MarkResumed(const std::string& job_id, int64_t from_step,
+                           const Lease& lease) override;
   absl::StatusOr<std::vector<JobRecord>> JobsInState(gan::v1::JobState state) override;
   // SQLite's `PRAGMA integrity_check`.
   absl::Status CheckIntegrity() override;
+  absl::StatusOr<std::optional<ClaimedJob>> ClaimJob(const std::string& replica,
+                                                     absl::Duration lease_duration) override;
+  absl::StatusOr<JobRecord> RenewLease(const std::string& job_id, const Lease& lease,
+                                       absl::Duration lease_duration) override;
+  absl::Status ReleaseLease(const std::string& job_id, const Lease& lease) override;
+  absl::Status ReleaseAllLeases() override;
+  absl::StatusOr<JobRecord> RequestCancel(const std::string& job_id) override;
+  // One process per file: leases are trivially held by it.
+  bool shared() const override { return false; }
 
  private:
   explicit SqliteJobStore(std::unique_ptr<sqlite::Database> db);

@@ -35,6 +35,7 @@ class FaultyJobStore final : public JobStore {
   std::atomic<int> fail_get_job{0};
   std::atomic<int> fail_mark_running{0};
   std::atomic<int> fail_create_job{0};
+  std::atomic<int> fail_claim_job{0};
 
   using JobStore::CreateJob;
   absl::StatusOr<JobRecord> CreateJob(const NewJob& job, AdmitFn admit, bool* created) override {
@@ -55,42 +56,69 @@ class FaultyJobStore final : public JobStore {
   absl::StatusOr<int64_t> CountJobs(gan::v1::JobState state) override {
     return store_->CountJobs(state);
   }
-  absl::Status MarkRunning(const std::string& job_id) override {
+  using JobStore::MarkRunning;
+  absl::Status MarkRunning(const std::string& job_id, const Lease& lease) override {
     if (Take(fail_mark_running)) return Injected();
-    return store_->MarkRunning(job_id);
+    return store_->MarkRunning(job_id, lease);
   }
+  using JobStore::MarkFinished;
   absl::Status MarkFinished(const std::string& job_id, gan::v1::JobState state,
-                            const std::string& message) override {
-    return store_->MarkFinished(job_id, state, message);
+                            const std::string& message, const Lease& lease) override {
+    return store_->MarkFinished(job_id, state, message, lease);
   }
-  absl::Status SetStep(const std::string& job_id, int64_t step) override {
-    return store_->SetStep(job_id, step);
+  using JobStore::SetStep;
+  absl::Status SetStep(const std::string& job_id, int64_t step, const Lease& lease) override {
+    return store_->SetStep(job_id, step, lease);
   }
+  using JobStore::AppendMetric;
   absl::StatusOr<int64_t> AppendMetric(const std::string& job_id, int64_t step,
-                                       const gan::v1::MetricEvent& event) override {
-    return store_->AppendMetric(job_id, step, event);
+                                       const gan::v1::MetricEvent& event,
+                                       const Lease& lease) override {
+    return store_->AppendMetric(job_id, step, event, lease);
   }
   absl::StatusOr<std::vector<MetricRow>> ReadMetrics(const std::string& job_id, int64_t from_step,
                                                      int64_t after_sequence, int limit) override {
     return store_->ReadMetrics(job_id, from_step, after_sequence, limit);
   }
-  absl::Status RecordCheckpoint(const std::string& job_id, int64_t step,
-                                const std::string& path) override {
-    return store_->RecordCheckpoint(job_id, step, path);
+  using JobStore::RecordCheckpoint;
+  absl::Status RecordCheckpoint(const std::string& job_id, int64_t step, const std::string& path,
+                                const Lease& lease) override {
+    return store_->RecordCheckpoint(job_id, step, path, lease);
   }
   absl::StatusOr<std::vector<CheckpointRow>> ListCheckpoints(const std::string& job_id) override {
     return store_->ListCheckpoints(job_id);
   }
-  absl::Status DeleteCheckpointRow(const std::string& job_id, int64_t step) override {
-    return store_->DeleteCheckpointRow(job_id, step);
+  using JobStore::DeleteCheckpointRow;
+  absl::Status DeleteCheckpointRow(const std::string& job_id, int64_t step,
+                                   const Lease& lease) override {
+    return store_->DeleteCheckpointRow(job_id, step, lease);
   }
-  absl::Status MarkResumed(const std::string& job_id, int64_t from_step) override {
-    return store_->MarkResumed(job_id, from_step);
+  using JobStore::MarkResumed;
+  absl::Status MarkResumed(const std::string& job_id, int64_t from_step,
+                           const Lease& lease) override {
+    return store_->MarkResumed(job_id, from_step, lease);
   }
   absl::StatusOr<std::vector<JobRecord>> JobsInState(gan::v1::JobState state) override {
     return store_->JobsInState(state);
   }
   absl::Status CheckIntegrity() override { return store_->CheckIntegrity(); }
+  absl::StatusOr<std::optional<ClaimedJob>> ClaimJob(const std::string& replica,
+                                                     absl::Duration lease) override {
+    if (Take(fail_claim_job)) return Injected();
+    return store_->ClaimJob(replica, lease);
+  }
+  absl::StatusOr<JobRecord> RenewLease(const std::string& job_id, const Lease& lease,
+                                       absl::Duration duration) override {
+    return store_->RenewLease(job_id, lease, duration);
+  }
+  absl::Status ReleaseLease(const std::string& job_id, const Lease& lease) override {
+    return store_->ReleaseLease(job_id, lease);
+  }
+  absl::Status ReleaseAllLeases() override { return store_->ReleaseAllLeases(); }
+  absl::StatusOr<JobRecord> RequestCancel(const std::string& job_id) override {
+    return store_->RequestCancel(job_id);
+  }
+  bool shared() const override { return store_->shared(); }
 
  private:
   static bool Take(std::atomic<int>& counter) {

@@ -1,12 +1,15 @@
-#include "server/sqlite_job_store.h"
+// The JobStore contract, run against every backend (parametrized: SQLite and a PostgreSQL cluster
+// the test starts; the PostgreSQL cases skip when no server binaries are installed), plus what
+// only one backend has (SQLite's file format and migrations, PostgreSQL's schema table).
 
 #include <sqlite3.h>
 
 #include <algorithm>
 #include <csignal>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +20,11 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "io/status_macros.h"
+#include "server/job_store_url.h"
+#include "server/postgres_job_store.h"
+#include "server/sqlite_job_store.h"
+#include "tests/postgres_cluster.h"
 #include "tests/test_util.h"
 
 namespace gan::server {
@@ -28,6 +36,7 @@ using ::gan::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
+using ::testing::Not;
 
 gan::v1::JobSpec MakeSpec(const std::string& preset, int64_t steps) {
   gan::v1::JobSpec spec;
@@ -73,19 +82,94 @@ void ExecOnFile(const std::string& path, const std::string& sql) {
   sqlite3_close(db);
 }
 
-class JobStoreTest : public ::testing::Test {
+enum class Backend { kSqlite, kPostgres };
+
+std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
+  return info.param == Backend::kSqlite ? "sqlite" : "postgresql";
+}
+
+// A fresh store of one backend: a new SQLite file, or a new database in the test program's
+// PostgreSQL cluster.
+class JobStoreFixture {
  protected:
-  void SetUp() override {
-    path_ = MakeTempDir("db") + "/jobs.db";
-    GAN_ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(path_));
+  void SetUpStore(Backend backend) {
+    backend_ = backend;
+    if (backend == Backend::kSqlite) {
+      path_ = MakeTempDir("db") + "/jobs.db";
+    } else {
+      absl::StatusOr<gan::testing::PostgresCluster*> cluster =
+          gan::testing::SharedPostgresCluster();
+      if (absl::IsNotFound(cluster.status())) GTEST_SKIP() << cluster.status();
+      ASSERT_TRUE(cluster.ok()) << cluster.status();
+      cluster_ = *cluster;
+      GAN_ASSERT_OK_AND_ASSIGN(url_, cluster_->CreateDatabase());
+      database_ = url_.substr(url_.rfind('/') + 1);
+    }
+    ASSERT_NO_FATAL_FAILURE(Reopen());
   }
+
+  absl::StatusOr<std::unique_ptr<JobStore>> OpenStore() {
+    if (backend_ == Backend::kSqlite) {
+      GAN_ASSIGN_OR_RETURN(std::unique_ptr<SqliteJobStore> store, SqliteJobStore::Open(path_));
+      return std::unique_ptr<JobStore>(std::move(store));
+    }
+    GAN_ASSIGN_OR_RETURN(std::unique_ptr<PostgresJobStore> store,
+                         PostgresJobStore::Open(url_, absl::Seconds(5)));
+    return std::unique_ptr<JobStore>(std::move(store));
+  }
+
+  // Closes the store and opens it again, as a restarted server would.
+  void Reopen() {
+    store_.reset();
+    GAN_ASSERT_OK_AND_ASSIGN(store_, OpenStore());
+  }
+
+  // Runs SQL through another connection, as another process would.
+  void ExecSql(const std::string& sql) {
+    if (backend_ == Backend::kSqlite) {
+      ExecOnFile(path_, sql);
+    } else {
+      EXPECT_THAT(cluster_->Exec(database_, sql), IsOk());
+    }
+  }
+
+  // From now on every UPDATE that sets `column` of jobs fails with "injected failure", until
+  // StopFailingUpdates.
+  void FailUpdatesOf(const std::string& column) {
+    if (backend_ == Backend::kSqlite) {
+      ExecSql("CREATE TRIGGER fail_update BEFORE UPDATE OF " + column +
+              " ON jobs BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
+    } else {
+      ExecSql(
+          "CREATE FUNCTION gan_fail() RETURNS trigger LANGUAGE plpgsql AS "
+          "$$ BEGIN RAISE EXCEPTION 'injected failure'; END $$;"
+          "CREATE TRIGGER fail_update BEFORE UPDATE OF " +
+          column + " ON jobs FOR EACH ROW EXECUTE FUNCTION gan_fail();");
+    }
+  }
+  void StopFailingUpdates() {
+    ExecSql(backend_ == Backend::kSqlite ? "DROP TRIGGER fail_update;"
+                                         : "DROP TRIGGER fail_update ON jobs;");
+  }
+
+  Backend backend_ = Backend::kSqlite;
+  std::string path_;      // SQLite
+  std::string url_;       // PostgreSQL
+  std::string database_;  // PostgreSQL
+  gan::testing::PostgresCluster* cluster_ = nullptr;
+  std::unique_ptr<JobStore> store_;
+};
+
+class JobStoreTest : public JobStoreFixture, public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override { SetUpStore(GetParam()); }
 
   // Creates `n` jobs without request ids and returns their ids in creation order.
   std::vector<std::string> CreateJobs(int n) {
     std::vector<std::string> ids;
     for (int i = 0; i < n; ++i) {
-      absl::StatusOr<JobRecord> job = store_->CreateJob("", MakeSpec("seed", 10 + i), 10 + i,
-                                                        nullptr);
+      absl::StatusOr<JobRecord> job =
+          store_->CreateJob("", MakeSpec("seed", 10 + i), 10 + i, nullptr);
       EXPECT_THAT(job, IsOk());
       if (job.ok()) ids.push_back(job->job_id);
     }
@@ -99,7 +183,8 @@ class JobStoreTest : public ::testing::Test {
     *pages = 0;
     do {
       std::string next;
-      absl::StatusOr<std::vector<JobRecord>> page = store_->ListJobs(state, page_size, token, &next);
+      absl::StatusOr<std::vector<JobRecord>> page =
+          store_->ListJobs(state, page_size, token, &next);
       EXPECT_THAT(page, IsOk());
       if (!page.ok()) break;
       ++*pages;
@@ -108,12 +193,22 @@ class JobStoreTest : public ::testing::Test {
     } while (!token.empty() && *pages < 1000);
     return ids;
   }
-
-  std::string path_;
-  std::unique_ptr<JobStore> store_;
 };
 
-TEST_F(JobStoreTest, CreateThenGetReturnsTheStoredJob) {
+INSTANTIATE_TEST_SUITE_P(Backends, JobStoreTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendName);
+
+class SqliteJobStoreTest : public JobStoreFixture, public ::testing::Test {
+ protected:
+  void SetUp() override { SetUpStore(Backend::kSqlite); }
+};
+
+class PostgresJobStoreTest : public JobStoreFixture, public ::testing::Test {
+ protected:
+  void SetUp() override { SetUpStore(Backend::kPostgres); }
+};
+
+TEST_P(JobStoreTest, CreateThenGetReturnsTheStoredJob) {
   const absl::Time before = absl::Now();
   bool created = false;
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord job,
@@ -142,7 +237,7 @@ TEST_F(JobStoreTest, CreateThenGetReturnsTheStoredJob) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-0123456789abcdef")));
 }
 
-TEST_F(JobStoreTest, ListJobsPagesNewestFirst) {
+TEST_P(JobStoreTest, ListJobsPagesNewestFirst) {
   std::vector<std::string> created = CreateJobs(5);
   ASSERT_EQ(created.size(), 5u);
   const std::vector<std::string> newest_first(created.rbegin(), created.rend());
@@ -165,7 +260,7 @@ TEST_F(JobStoreTest, ListJobsPagesNewestFirst) {
   EXPECT_EQ(next, "");
 }
 
-TEST_F(JobStoreTest, ListJobsPagesStayStableWhenJobsAreCreatedBetweenCalls) {
+TEST_P(JobStoreTest, ListJobsPagesStayStableWhenJobsAreCreatedBetweenCalls) {
   std::vector<std::string> created = CreateJobs(3);
   std::string next;
   GAN_ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> first,
@@ -179,7 +274,7 @@ TEST_F(JobStoreTest, ListJobsPagesStayStableWhenJobsAreCreatedBetweenCalls) {
   EXPECT_EQ(next, "");
 }
 
-TEST_F(JobStoreTest, ListJobsAndCountJobsFilterByState) {
+TEST_P(JobStoreTest, ListJobsAndCountJobsFilterByState) {
   std::vector<std::string> ids = CreateJobs(5);
   ASSERT_EQ(ids.size(), 5u);
   ASSERT_THAT(store_->MarkRunning(ids[1]), IsOk());
@@ -200,7 +295,7 @@ TEST_F(JobStoreTest, ListJobsAndCountJobsFilterByState) {
   EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_FAILED).value(), 0);
 }
 
-TEST_F(JobStoreTest, ListJobsRejectsInvalidTokensAndPageSizes) {
+TEST_P(JobStoreTest, ListJobsRejectsInvalidTokensAndPageSizes) {
   CreateJobs(3);
   std::string next;
   for (const std::string& token :
@@ -221,7 +316,7 @@ TEST_F(JobStoreTest, ListJobsRejectsInvalidTokensAndPageSizes) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page_size")));
 }
 
-TEST_F(JobStoreTest, RequestIdReturnsTheFirstJob) {
+TEST_P(JobStoreTest, RequestIdReturnsTheFirstJob) {
   bool created = false;
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord first,
                            store_->CreateJob("req-1", MakeSpec("seed", 100), 100, &created));
@@ -235,9 +330,9 @@ TEST_F(JobStoreTest, RequestIdReturnsTheFirstJob) {
   // whether a new job may be admitted.
   GAN_ASSERT_OK_AND_ASSIGN(
       JobRecord again,
-      store_->CreateJob({"", "req-1", MakeSpec("seed", 100), 100},
-                        [](int64_t) { return absl::ResourceExhaustedError("queue full"); },
-                        &created));
+      store_->CreateJob(
+          {"", "req-1", MakeSpec("seed", 100), 100},
+          [](int64_t, int64_t) { return absl::ResourceExhaustedError("queue full"); }, &created));
   EXPECT_FALSE(created);
   EXPECT_EQ(again.job_id, first.job_id);
   EXPECT_EQ(again.request_id, "req-1");
@@ -266,7 +361,7 @@ TEST_F(JobStoreTest, RequestIdReturnsTheFirstJob) {
   EXPECT_EQ(store_->CountJobs(gan::v1::JOB_STATE_UNSPECIFIED).value(), 4);
 }
 
-TEST_F(JobStoreTest, StateTransitionsAndEndedJobsRefuseChanges) {
+TEST_P(JobStoreTest, StateTransitionsAndEndedJobsRefuseChanges) {
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob("", MakeSpec("seed", 10), 10, nullptr));
 
   ASSERT_THAT(store_->MarkRunning(job.job_id), IsOk());
@@ -281,9 +376,9 @@ TEST_F(JobStoreTest, StateTransitionsAndEndedJobsRefuseChanges) {
   EXPECT_EQ(still_running.start_time, running.start_time);
 
   ASSERT_THAT(store_->SetStep(job.job_id, 7), IsOk());
-  ASSERT_THAT(store_->MarkFinished(job.job_id, gan::v1::JOB_STATE_FAILED,
-                                   "dataset vanished; reinstall it"),
-              IsOk());
+  ASSERT_THAT(
+      store_->MarkFinished(job.job_id, gan::v1::JOB_STATE_FAILED, "dataset vanished; reinstall it"),
+      IsOk());
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord failed, store_->GetJob(job.job_id));
   EXPECT_EQ(failed.state, gan::v1::JOB_STATE_FAILED);
   EXPECT_EQ(failed.step, 7);
@@ -302,7 +397,8 @@ TEST_F(JobStoreTest, StateTransitionsAndEndedJobsRefuseChanges) {
   EXPECT_EQ(unchanged.error_message, failed.error_message);
 
   // A queued job can be cancelled directly; it never started.
-  GAN_ASSERT_OK_AND_ASSIGN(JobRecord queued, store_->CreateJob("", MakeSpec("seed", 1), 1, nullptr));
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord queued,
+                           store_->CreateJob("", MakeSpec("seed", 1), 1, nullptr));
   ASSERT_THAT(store_->MarkFinished(queued.job_id, gan::v1::JOB_STATE_CANCELLED, ""), IsOk());
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord cancelled, store_->GetJob(queued.job_id));
   EXPECT_EQ(cancelled.state, gan::v1::JOB_STATE_CANCELLED);
@@ -323,17 +419,15 @@ TEST_F(JobStoreTest, StateTransitionsAndEndedJobsRefuseChanges) {
   }
 }
 
-TEST_F(JobStoreTest, CancelRacingFinishIsDecidedByTheFirstCommit) {
+TEST_P(JobStoreTest, CancelRacingFinishIsDecidedByTheFirstCommit) {
   for (int round = 0; round < 20; ++round) {
     GAN_ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob("", MakeSpec("seed", 1), 1, nullptr));
     ASSERT_THAT(store_->MarkRunning(job.job_id), IsOk());
     absl::Status cancel, finish;
-    std::thread canceller([&] {
-      cancel = store_->MarkFinished(job.job_id, gan::v1::JOB_STATE_CANCELLED, "");
-    });
-    std::thread trainer([&] {
-      finish = store_->MarkFinished(job.job_id, gan::v1::JOB_STATE_SUCCEEDED, "");
-    });
+    std::thread canceller(
+        [&] { cancel = store_->MarkFinished(job.job_id, gan::v1::JOB_STATE_CANCELLED, ""); });
+    std::thread trainer(
+        [&] { finish = store_->MarkFinished(job.job_id, gan::v1::JOB_STATE_SUCCEEDED, ""); });
     canceller.join();
     trainer.join();
     ASSERT_NE(cancel.ok(), finish.ok()) << cancel << " / " << finish;
@@ -345,7 +439,7 @@ TEST_F(JobStoreTest, CancelRacingFinishIsDecidedByTheFirstCommit) {
   }
 }
 
-TEST_F(JobStoreTest, MetricsReadBackInSequenceOrderWithFilters) {
+TEST_P(JobStoreTest, MetricsReadBackInSequenceOrderWithFilters) {
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob("", MakeSpec("seed", 10), 10, nullptr));
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord other,
                            store_->CreateJob("", MakeSpec("seed", 10), 10, nullptr));
@@ -361,8 +455,7 @@ TEST_F(JobStoreTest, MetricsReadBackInSequenceOrderWithFilters) {
     ASSERT_THAT(store_->AppendMetric(other.job_id, step, StepEvent(100 + step)), IsOk());
   }
 
-  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> all,
-                           store_->ReadMetrics(job.job_id, 0, 0, 100));
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> all, store_->ReadMetrics(job.job_id, 0, 0, 100));
   ASSERT_EQ(all.size(), 10u);
   for (int64_t i = 0; i < 10; ++i) {
     EXPECT_EQ(all[i].sequence, sequences[i]);
@@ -409,7 +502,7 @@ TEST_F(JobStoreTest, MetricsReadBackInSequenceOrderWithFilters) {
   EXPECT_EQ(tail[0].event.finished().state(), gan::v1::JOB_STATE_SUCCEEDED);
 }
 
-TEST_F(JobStoreTest, CheckpointsUpdateTheJobAndKeepStepOrder) {
+TEST_P(JobStoreTest, CheckpointsUpdateTheJobAndKeepStepOrder) {
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord job,
                            store_->CreateJob("", MakeSpec("seed", 100), 100, nullptr));
   ASSERT_THAT(store_->RecordCheckpoint(job.job_id, 20, "/ckpt/20"), IsOk());
@@ -446,15 +539,13 @@ TEST_F(JobStoreTest, CheckpointsUpdateTheJobAndKeepStepOrder) {
               StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
 }
 
-TEST_F(JobStoreTest, RecordCheckpointIsAllOrNothing) {
+TEST_P(JobStoreTest, RecordCheckpointIsAllOrNothing) {
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord job,
                            store_->CreateJob("", MakeSpec("seed", 100), 100, nullptr));
   ASSERT_THAT(store_->RecordCheckpoint(job.job_id, 10, "/ckpt/10"), IsOk());
   // Make the second statement of the transaction (the jobs update) fail after the checkpoint row
   // was inserted: the insert must be rolled back with it.
-  ExecOnFile(path_,
-             "CREATE TRIGGER fail_update BEFORE UPDATE OF latest_checkpoint_step ON jobs "
-             "BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
+  FailUpdatesOf("latest_checkpoint_step");
   EXPECT_THAT(store_->RecordCheckpoint(job.job_id, 20, "/ckpt/20"),
               StatusIs(absl::StatusCode::kInternal, HasSubstr("injected failure")));
   GAN_ASSERT_OK_AND_ASSIGN(std::vector<CheckpointRow> rows, store_->ListCheckpoints(job.job_id));
@@ -464,14 +555,14 @@ TEST_F(JobStoreTest, RecordCheckpointIsAllOrNothing) {
   EXPECT_EQ(after.latest_checkpoint_step, 10);
 
   // The store keeps working after a rolled-back transaction.
-  ExecOnFile(path_, "DROP TRIGGER fail_update;");
+  StopFailingUpdates();
   ASSERT_THAT(store_->RecordCheckpoint(job.job_id, 20, "/ckpt/20"), IsOk());
   GAN_ASSERT_OK_AND_ASSIGN(after, store_->GetJob(job.job_id));
   EXPECT_EQ(after.latest_checkpoint_step, 20);
   EXPECT_THAT(store_->CheckIntegrity(), IsOk());
 }
 
-TEST_F(JobStoreTest, MarkResumedDropsLaterHistoryAndAppendsTheResumedEvent) {
+TEST_P(JobStoreTest, MarkResumedDropsLaterHistoryAndAppendsTheResumedEvent) {
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob("", MakeSpec("seed", 20), 20, nullptr));
   ASSERT_THAT(store_->MarkRunning(job.job_id), IsOk());
   int64_t last_sequence = 0;
@@ -479,8 +570,9 @@ TEST_F(JobStoreTest, MarkResumedDropsLaterHistoryAndAppendsTheResumedEvent) {
     GAN_ASSERT_OK_AND_ASSIGN(last_sequence,
                              store_->AppendMetric(job.job_id, step, StepEvent(step)));
     if (step + 1 == 4 || step + 1 == 8) {  // checkpoints after 4 and 8 completed steps
-      ASSERT_THAT(store_->RecordCheckpoint(job.job_id, step + 1, "/ckpt/" + std::to_string(step + 1)),
-                  IsOk());
+      ASSERT_THAT(
+          store_->RecordCheckpoint(job.job_id, step + 1, "/ckpt/" + std::to_string(step + 1)),
+          IsOk());
     }
   }
   ASSERT_THAT(store_->SetStep(job.job_id, 10), IsOk());
@@ -522,15 +614,13 @@ TEST_F(JobStoreTest, MarkResumedDropsLaterHistoryAndAppendsTheResumedEvent) {
   EXPECT_EQ(resumed.latest_checkpoint_step, 4);
 }
 
-TEST_F(JobStoreTest, MarkResumedIsAllOrNothing) {
+TEST_P(JobStoreTest, MarkResumedIsAllOrNothing) {
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob("", MakeSpec("seed", 20), 20, nullptr));
   ASSERT_THAT(store_->MarkRunning(job.job_id), IsOk());
   for (int64_t step = 0; step < 5; ++step) {
     ASSERT_THAT(store_->AppendMetric(job.job_id, step, StepEvent(step)), IsOk());
   }
-  ExecOnFile(path_,
-             "CREATE TRIGGER fail_update BEFORE UPDATE OF step ON jobs "
-             "BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
+  FailUpdatesOf("step");
   EXPECT_THAT(store_->MarkResumed(job.job_id, 2),
               StatusIs(absl::StatusCode::kInternal, HasSubstr("injected failure")));
   GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> history,
@@ -538,7 +628,7 @@ TEST_F(JobStoreTest, MarkResumedIsAllOrNothing) {
   EXPECT_THAT(Steps(history), ElementsAre(0, 1, 2, 3, 4));
 }
 
-TEST_F(JobStoreTest, JobsInStateListsOldestFirst) {
+TEST_P(JobStoreTest, JobsInStateListsOldestFirst) {
   std::vector<std::string> ids = CreateJobs(4);
   ASSERT_EQ(ids.size(), 4u);
   ASSERT_THAT(store_->MarkRunning(ids[2]), IsOk());
@@ -551,18 +641,16 @@ TEST_F(JobStoreTest, JobsInStateListsOldestFirst) {
   EXPECT_THAT(Ids(queued), ElementsAre(ids[1], ids[3]));
 }
 
-TEST_F(JobStoreTest, DataSurvivesClosingAndReopening) {
+TEST_P(JobStoreTest, DataSurvivesClosingAndReopening) {
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord job,
                            store_->CreateJob("req-keep", MakeSpec("seed-dcgan", 50), 50, nullptr));
   ASSERT_THAT(store_->MarkRunning(job.job_id), IsOk());
-  GAN_ASSERT_OK_AND_ASSIGN(int64_t sequence,
-                           store_->AppendMetric(job.job_id, 0, StepEvent(0)));
+  GAN_ASSERT_OK_AND_ASSIGN(int64_t sequence, store_->AppendMetric(job.job_id, 0, StepEvent(0)));
   ASSERT_THAT(store_->RecordCheckpoint(job.job_id, 10, "/ckpt/10"), IsOk());
   ASSERT_THAT(store_->SetStep(job.job_id, 12), IsOk());
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord before, store_->GetJob(job.job_id));
 
-  store_.reset();
-  GAN_ASSERT_OK_AND_ASSIGN(store_, SqliteJobStore::Open(path_));
+  ASSERT_NO_FATAL_FAILURE(Reopen());
   EXPECT_THAT(store_->CheckIntegrity(), IsOk());
 
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord after, store_->GetJob(job.job_id));
@@ -594,7 +682,7 @@ TEST_F(JobStoreTest, DataSurvivesClosingAndReopening) {
   EXPECT_GT(next, sequence);
 }
 
-TEST_F(JobStoreTest, CommittedDataSurvivesKillNine) {
+TEST_F(SqliteJobStoreTest, CommittedDataSurvivesKillNine) {
   store_.reset();
   // The child commits, then dies without closing the database (its WAL is never checkpointed).
   EXPECT_EXIT(
@@ -621,24 +709,24 @@ TEST_F(JobStoreTest, CommittedDataSurvivesKillNine) {
   EXPECT_EQ(history.size(), 1u);
 }
 
-TEST_F(JobStoreTest, CheckIntegrityIsOk) {
+TEST_P(JobStoreTest, CheckIntegrityIsOk) {
   CreateJobs(3);
   EXPECT_THAT(store_->CheckIntegrity(), IsOk());
 }
 
-TEST_F(JobStoreTest, OpenRefusesANewerSchema) {
+TEST_F(SqliteJobStoreTest, OpenRefusesANewerSchema) {
   store_.reset();
   ExecOnFile(path_, "PRAGMA user_version = 99;");
   EXPECT_THAT(SqliteJobStore::Open(path_),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 99")));
 }
 
-TEST_F(JobStoreTest, JobsBelongToTheirPrincipalAndRequestIdsAreScopedByIt) {
+TEST_P(JobStoreTest, JobsBelongToTheirPrincipalAndRequestIdsAreScopedByIt) {
   bool created = false;
-  auto admit_all = [](int64_t) { return absl::OkStatus(); };
+  auto admit_all = [](int64_t, int64_t) { return absl::OkStatus(); };
   GAN_ASSERT_OK_AND_ASSIGN(
-      JobRecord alice, store_->CreateJob({"alice", "req", MakeSpec("seed", 10), 10}, admit_all,
-                                         &created));
+      JobRecord alice,
+      store_->CreateJob({"alice", "req", MakeSpec("seed", 10), 10}, admit_all, &created));
   EXPECT_TRUE(created);
   EXPECT_EQ(alice.principal, "alice");
   // Bob's same request id is his own job, not a retry of Alice's.
@@ -651,9 +739,9 @@ TEST_F(JobStoreTest, JobsBelongToTheirPrincipalAndRequestIdsAreScopedByIt) {
   EXPECT_EQ(read.principal, "bob");
   EXPECT_EQ(ToProto(read).principal(), "bob");
 
-  GAN_ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> alices,
-                           store_->ListJobs(gan::v1::JOB_STATE_UNSPECIFIED, std::string("alice"),
-                                            0, "", nullptr));
+  GAN_ASSERT_OK_AND_ASSIGN(
+      std::vector<JobRecord> alices,
+      store_->ListJobs(gan::v1::JOB_STATE_UNSPECIFIED, std::string("alice"), 0, "", nullptr));
   ASSERT_EQ(alices.size(), 1u);
   EXPECT_EQ(alices[0].job_id, alice.job_id);
   GAN_ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> all,
@@ -663,25 +751,24 @@ TEST_F(JobStoreTest, JobsBelongToTheirPrincipalAndRequestIdsAreScopedByIt) {
   // `admit` is told how many of the principal's jobs are queued or running.
   int64_t seen = -1;
   ASSERT_THAT(store_->MarkFinished(alice.job_id, gan::v1::JOB_STATE_CANCELLED, ""), IsOk());
-  GAN_ASSERT_OK_AND_ASSIGN(
-      JobRecord second,
-      store_->CreateJob({"bob", "", MakeSpec("seed", 1), 1},
-                        [&](int64_t active) {
-                          seen = active;
-                          return absl::OkStatus();
-                        },
-                        &created));
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord second, store_->CreateJob(
+                                                 {"bob", "", MakeSpec("seed", 1), 1},
+                                                 [&](int64_t active, int64_t) {
+                                                   seen = active;
+                                                   return absl::OkStatus();
+                                                 },
+                                                 &created));
   EXPECT_EQ(seen, 1);  // bob's first job; alice's ended one is not counted anyway
-  EXPECT_THAT(store_->CreateJob({"bob", "", MakeSpec("seed", 1), 1},
-                                [](int64_t active) {
-                                  return active >= 2 ? absl::ResourceExhaustedError("quota")
-                                                     : absl::OkStatus();
-                                },
-                                &created),
+  EXPECT_THAT(store_->CreateJob(
+                  {"bob", "", MakeSpec("seed", 1), 1},
+                  [](int64_t active, int64_t) {
+                    return active >= 2 ? absl::ResourceExhaustedError("quota") : absl::OkStatus();
+                  },
+                  &created),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("quota")));
 }
 
-TEST_F(JobStoreTest, AVersionOneDatabaseIsMigratedWithItsJobsAndHistory) {
+TEST_F(SqliteJobStoreTest, AVersionOneDatabaseIsMigratedWithItsJobsAndHistory) {
   store_.reset();
   std::remove(path_.c_str());
   // Version 1's schema as it shipped, with one job, one event and one checkpoint.
@@ -721,8 +808,7 @@ INSERT INTO checkpoints (job_id, step, path) VALUES ('job-00000000000000aa', 5, 
   // The retry of the old request id still finds its job; foreign keys are back on (deleting
   // through the store still cascades nothing unexpected and new rows need their job).
   bool created = true;
-  GAN_ASSERT_OK_AND_ASSIGN(JobRecord retry,
-                           store_->CreateJob("old-req", job.spec, 10, &created));
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord retry, store_->CreateJob("old-req", job.spec, 10, &created));
   EXPECT_FALSE(created);
   EXPECT_EQ(retry.job_id, job.job_id);
   EXPECT_THAT(store_->AppendMetric("job-ffffffffffffffff", 0, gan::v1::MetricEvent()),
@@ -733,12 +819,12 @@ INSERT INTO checkpoints (job_id, step, path) VALUES ('job-00000000000000aa', 5, 
   EXPECT_THAT(store_->GetJob(job.job_id), IsOk());
 }
 
-TEST_F(JobStoreTest, OpenFailsInAMissingDirectory) {
+TEST_F(SqliteJobStoreTest, OpenFailsInAMissingDirectory) {
   EXPECT_THAT(SqliteJobStore::Open(MakeTempDir("empty") + "/missing/jobs.db"),
               StatusIs(absl::StatusCode::kInternal, HasSubstr("missing/jobs.db")));
 }
 
-TEST_F(JobStoreTest, ConcurrentAppendsGetUniqueMonotonicSequences) {
+TEST_P(JobStoreTest, ConcurrentAppendsGetUniqueMonotonicSequences) {
   GAN_ASSERT_OK_AND_ASSIGN(JobRecord job,
                            store_->CreateJob("", MakeSpec("seed", 100), 100, nullptr));
   constexpr int kThreads = 4;
@@ -779,6 +865,225 @@ TEST_F(JobStoreTest, ConcurrentAppendsGetUniqueMonotonicSequences) {
     EXPECT_EQ(history[i].step % 1000, next_index[t]++);
     EXPECT_EQ(history[i].event.step().step(), history[i].step);
   }
+}
+
+TEST_F(PostgresJobStoreTest, OpenRefusesANewerSchemaAndKeepsTheVersionInItsTable) {
+  store_.reset();
+  ExecSql("UPDATE schema_version SET version = 99;");
+  EXPECT_THAT(OpenStore(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 99")));
+  ExecSql("UPDATE schema_version SET version = 1;");
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  EXPECT_THAT(store_->CheckIntegrity(), IsOk());
+}
+
+TEST_F(PostgresJobStoreTest, AnUnreachableServerIsUnavailableWithoutThePassword) {
+  // A port nothing listens on (the cluster's own, plus one, is free or refuses; either way not a
+  // PostgreSQL that knows this password).
+  const std::string url = "postgresql://postgres:s3cret-pw@127.0.0.1:1/none";
+  absl::StatusOr<std::unique_ptr<PostgresJobStore>> store =
+      PostgresJobStore::Open(url, absl::Seconds(2));
+  EXPECT_THAT(store, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("PostgreSQL")));
+  EXPECT_THAT(std::string(store.status().message()), Not(HasSubstr("s3cret-pw")));
+}
+
+TEST(JobStoreUrlTest, ParsesBothBackendsAndRedactsPasswords) {
+  GAN_ASSERT_OK_AND_ASSIGN(JobStoreUrl def, ParseJobStoreUrl("", "/data"));
+  EXPECT_EQ(def.backend, JobStoreUrl::Backend::kSqlite);
+  EXPECT_EQ(def.sqlite_path, "/data/jobs.sqlite");
+  GAN_ASSERT_OK_AND_ASSIGN(JobStoreUrl sqlite, ParseJobStoreUrl("sqlite:///x/y.db", "/data"));
+  EXPECT_EQ(sqlite.sqlite_path, "/x/y.db");
+  GAN_ASSERT_OK_AND_ASSIGN(JobStoreUrl pg,
+                           ParseJobStoreUrl("postgresql://u:pw@db:5433/gan", "/data"));
+  EXPECT_EQ(pg.backend, JobStoreUrl::Backend::kPostgres);
+  EXPECT_EQ(pg.postgres_url, "postgresql://u:pw@db:5433/gan");
+  GAN_ASSERT_OK_AND_ASSIGN(JobStoreUrl short_scheme, ParseJobStoreUrl("postgres://db/gan", ""));
+  EXPECT_EQ(short_scheme.backend, JobStoreUrl::Backend::kPostgres);
+  EXPECT_THAT(ParseJobStoreUrl("sqlite://", "/data"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--job_store")));
+  absl::StatusOr<JobStoreUrl> unknown = ParseJobStoreUrl("mysql://u:hunter2@h/db", "/data");
+  EXPECT_THAT(unknown, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("mysql://u:***@h")));
+  EXPECT_THAT(std::string(unknown.status().message()), Not(HasSubstr("hunter2")));
+
+  EXPECT_EQ(RedactJobStoreUrl("postgresql://u:pw@db:5433/gan"), "postgresql://u:***@db:5433/gan");
+  EXPECT_EQ(RedactJobStoreUrl("postgresql://u@db/gan"), "postgresql://u@db/gan");
+  EXPECT_EQ(RedactJobStoreUrl("postgresql://u:p@ss@db/gan"), "postgresql://u:***@db/gan");
+  EXPECT_EQ(RedactJobStoreUrl("postgresql://db/gan?user=u&Password=pw&sslmode=require"),
+            "postgresql://db/gan?user=u&Password=***&sslmode=require");
+  EXPECT_EQ(RedactJobStoreUrl("sqlite:///a/b.db"), "sqlite:///a/b.db");
+}
+
+TEST_P(JobStoreTest, ClaimsTakeQueuedJobsOldestFirstAndEachOnce) {
+  std::vector<std::string> ids = CreateJobs(3);
+  ASSERT_EQ(ids.size(), 3u);
+  std::vector<std::string> claimed;
+  for (const char* replica : {"a", "b", "a"}) {
+    GAN_ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> claim,
+                             store_->ClaimJob(replica, absl::Seconds(60)));
+    ASSERT_TRUE(claim.has_value());
+    EXPECT_FALSE(claim->resume);
+    EXPECT_EQ(claim->lease.replica, replica);
+    EXPECT_EQ(claim->lease.epoch, 1);
+    EXPECT_EQ(claim->record.replica, replica);
+    EXPECT_GT(claim->record.lease_expire_time, absl::Now() + absl::Seconds(50));
+    claimed.push_back(claim->record.job_id);
+  }
+  EXPECT_EQ(claimed, ids);
+  GAN_ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> none,
+                           store_->ClaimJob("c", absl::Seconds(60)));
+  EXPECT_FALSE(none.has_value());
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord record, store_->GetJob(ids[1]));
+  EXPECT_EQ(ToProto(record).replica(), "b");
+  EXPECT_THAT(store_->ClaimJob("", absl::Seconds(1)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("replica")));
+}
+
+TEST_P(JobStoreTest, AnExpiredLeaseIsTakenOverAndTheOldHolderWritesNothing) {
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob("", MakeSpec("seed", 20), 20, nullptr));
+  GAN_ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> first,
+                           store_->ClaimJob("old", absl::Milliseconds(300)));
+  ASSERT_TRUE(first.has_value());
+  const Lease old_lease = first->lease;
+  ASSERT_THAT(store_->MarkRunning(job.job_id, old_lease), IsOk());
+  for (int64_t step = 0; step < 6; ++step) {
+    ASSERT_THAT(store_->AppendMetric(job.job_id, step, StepEvent(step), old_lease), IsOk());
+    ASSERT_THAT(store_->SetStep(job.job_id, step + 1, old_lease), IsOk());
+    if (step + 1 == 4) {
+      ASSERT_THAT(store_->RecordCheckpoint(job.job_id, 4, "/ckpt/4", old_lease), IsOk());
+    }
+  }
+  // Still held: nobody else can claim it.
+  GAN_ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> early,
+                           store_->ClaimJob("new", absl::Seconds(60)));
+  EXPECT_FALSE(early.has_value());
+
+  absl::SleepFor(absl::Milliseconds(400));  // the old holder pauses past its lease
+  GAN_ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> second,
+                           store_->ClaimJob("new", absl::Seconds(60)));
+  ASSERT_TRUE(second.has_value());
+  EXPECT_TRUE(second->resume);
+  EXPECT_EQ(second->lease.epoch, old_lease.epoch + 1);
+  ASSERT_THAT(store_->MarkResumed(job.job_id, 4, second->lease), IsOk());
+
+  // Every write of the old holder is refused and changes nothing.
+  for (const absl::Status& status :
+       {store_->SetStep(job.job_id, 9, old_lease),
+        store_->AppendMetric(job.job_id, 6, StepEvent(6), old_lease).status(),
+        store_->RecordCheckpoint(job.job_id, 6, "/ckpt/6", old_lease),
+        store_->DeleteCheckpointRow(job.job_id, 4, old_lease),
+        store_->MarkRunning(job.job_id, old_lease), store_->MarkResumed(job.job_id, 0, old_lease),
+        store_->MarkFinished(job.job_id, gan::v1::JOB_STATE_SUCCEEDED, "", old_lease),
+        store_->RenewLease(job.job_id, old_lease, absl::Seconds(60)).status(),
+        store_->ReleaseLease(job.job_id, old_lease)}) {
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kAborted, HasSubstr("lease lost"))) << status;
+  }
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord after, store_->GetJob(job.job_id));
+  EXPECT_EQ(after.state, gan::v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(after.step, 4);
+  EXPECT_EQ(after.replica, "new");
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> history,
+                           store_->ReadMetrics(job.job_id, 0, 0, 100));
+  EXPECT_THAT(Steps(history), ElementsAre(0, 1, 2, 3, 4));
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<CheckpointRow> rows, store_->ListCheckpoints(job.job_id));
+  ASSERT_EQ(rows.size(), 1u);
+
+  // The new holder's writes go through.
+  ASSERT_THAT(store_->AppendMetric(job.job_id, 4, StepEvent(4), second->lease), IsOk());
+  ASSERT_THAT(store_->MarkFinished(job.job_id, gan::v1::JOB_STATE_SUCCEEDED, "", second->lease),
+              IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(after, store_->GetJob(job.job_id));
+  EXPECT_EQ(after.state, gan::v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(after.lease_expire_time, absl::InfinitePast());
+  EXPECT_THAT(store_->RenewLease(job.job_id, second->lease, absl::Seconds(60)),
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("lease lost")));
+}
+
+TEST_P(JobStoreTest, RenewalKeepsTheLeaseAndCarriesCancelRequests) {
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord job, store_->CreateJob("", MakeSpec("seed", 20), 20, nullptr));
+  GAN_ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> claim,
+                           store_->ClaimJob("a", absl::Milliseconds(400)));
+  ASSERT_TRUE(claim.has_value());
+  ASSERT_THAT(store_->MarkRunning(job.job_id, claim->lease), IsOk());
+  for (int i = 0; i < 4; ++i) {
+    absl::SleepFor(absl::Milliseconds(150));
+    GAN_ASSERT_OK_AND_ASSIGN(JobRecord renewed,
+                             store_->RenewLease(job.job_id, claim->lease, absl::Milliseconds(400)));
+    EXPECT_FALSE(renewed.cancel_requested);
+    GAN_ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> other,
+                             store_->ClaimJob("b", absl::Seconds(60)));
+    EXPECT_FALSE(other.has_value()) << "claimed a renewed lease after " << i;
+  }
+  // A cancel of a running job is a request for its holder, seen at the next renewal.
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord requested, store_->RequestCancel(job.job_id));
+  EXPECT_EQ(requested.state, gan::v1::JOB_STATE_RUNNING);
+  EXPECT_TRUE(requested.cancel_requested);
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord renewed,
+                           store_->RenewLease(job.job_id, claim->lease, absl::Seconds(60)));
+  EXPECT_TRUE(renewed.cancel_requested);
+
+  // Released: another replica may claim it at once, and resumes it.
+  ASSERT_THAT(store_->ReleaseLease(job.job_id, claim->lease), IsOk());
+  GAN_ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> taken,
+                           store_->ClaimJob("b", absl::Seconds(60)));
+  ASSERT_TRUE(taken.has_value());
+  EXPECT_TRUE(taken->resume);
+  EXPECT_TRUE(taken->record.cancel_requested);
+
+  // A queued job nobody holds is cancelled at once.
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord queued,
+                           store_->CreateJob("", MakeSpec("seed", 1), 1, nullptr));
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord cancelled, store_->RequestCancel(queued.job_id));
+  EXPECT_EQ(cancelled.state, gan::v1::JOB_STATE_CANCELLED);
+  EXPECT_THAT(store_->RequestCancel(queued.job_id),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already ended")));
+  EXPECT_THAT(store_->RequestCancel("job-nope"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("job-nope")));
+}
+
+TEST_P(JobStoreTest, ConcurrentClaimsFromTwoConnectionsNeverShareAJob) {
+  constexpr int kJobs = 24;
+  ASSERT_EQ(CreateJobs(kJobs).size(), static_cast<size_t>(kJobs));
+  GAN_ASSERT_OK_AND_ASSIGN(std::unique_ptr<JobStore> second, OpenStore());
+  std::vector<std::string> claimed[2];
+  auto claim_all = [&](JobStore* store, const std::string& replica, std::vector<std::string>* out) {
+    while (true) {
+      absl::StatusOr<std::optional<ClaimedJob>> claim = store->ClaimJob(replica, absl::Seconds(60));
+      ASSERT_THAT(claim, IsOk());
+      if (!claim->has_value()) return;
+      out->push_back((*claim)->record.job_id);
+    }
+  };
+  std::thread a([&] { claim_all(store_.get(), "a", &claimed[0]); });
+  std::thread b([&] { claim_all(second.get(), "b", &claimed[1]); });
+  a.join();
+  b.join();
+  std::vector<std::string> all = claimed[0];
+  all.insert(all.end(), claimed[1].begin(), claimed[1].end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all.size(), static_cast<size_t>(kJobs));
+  EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end()) << "a job claimed twice";
+}
+
+// What a trainer writes per step (its event, then its progress, both fenced) bounds how fast a
+// job can train: on either backend one step's writes must stay far below a training step. The
+// measured rate is recorded as the property steps_per_second (docs/deploying.md quotes it).
+TEST_P(JobStoreTest, OneStepsFencedWritesStayFast) {
+  GAN_ASSERT_OK_AND_ASSIGN(JobRecord job,
+                           store_->CreateJob("", MakeSpec("seed", 1000), 1000, nullptr));
+  GAN_ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> claim,
+                           store_->ClaimJob("bench", absl::Seconds(60)));
+  ASSERT_TRUE(claim.has_value());
+  ASSERT_THAT(store_->MarkRunning(job.job_id, claim->lease), IsOk());
+  constexpr int kSteps = 300;
+  const absl::Time start = absl::Now();
+  for (int64_t step = 0; step < kSteps; ++step) {
+    ASSERT_THAT(store_->AppendMetric(job.job_id, step, StepEvent(step), claim->lease), IsOk());
+    ASSERT_THAT(store_->SetStep(job.job_id, step + 1, claim->lease), IsOk());
+  }
+  const absl::Duration elapsed = absl::Now() - start;
+  const double per_second = kSteps / absl::ToDoubleSeconds(elapsed);
+  RecordProperty("steps_per_second", static_cast<int>(per_second));
+  EXPECT_LT(elapsed / kSteps, absl::Milliseconds(250)) << per_second << " steps/s";
 }
 
 TEST(JobStoreToProtoTest, FillsEveryFieldAndLeavesUnsetTimesUnset) {
