@@ -32,13 +32,20 @@ absl::Status AppendPng(const std::string& file, int height, int width, int chann
   return absl::OkStatus();
 }
 
+// How many of a file's `available` images to keep: all when max_images is 0.
+size_t Kept(size_t available, int64_t max_images) {
+  return max_images > 0 && static_cast<size_t>(max_images) < available
+             ? static_cast<size_t>(max_images)
+             : available;
+}
+
 struct FileCloser {
   void operator()(std::FILE* file) const { std::fclose(file); }
 };
 
 // Appends every image of a raw file: whole height x width x channels uint8 images, NHWC.
 absl::Status AppendRaw(const std::string& file, int height, int width, int channels,
-                       LoadedImages* out) {
+                       int64_t max_images, LoadedImages* out) {
   std::unique_ptr<std::FILE, FileCloser> f(std::fopen(file.c_str(), "rb"));
   if (f == nullptr) {
     return absl::Status(absl::ErrnoToStatusCode(errno), absl::StrCat(file, ": cannot be read"));
@@ -57,41 +64,46 @@ absl::Status AppendRaw(const std::string& file, int height, int width, int chann
                                                    " bytes is not a whole number of ", height, "x",
                                                    width, "x", channels, " uint8 images"));
   }
-  for (size_t i = 0; i < bytes.size() / image; ++i) {
+  const size_t count = Kept(bytes.size() / image, max_images);
+  for (size_t i = 0; i < count; ++i) {
     out->names.push_back(absl::StrCat(file, "[", i, "]"));
   }
-  out->pixels.insert(out->pixels.end(), bytes.begin(), bytes.end());
+  out->pixels.insert(out->pixels.end(), bytes.begin(), bytes.begin() + count * image);
   return absl::OkStatus();
 }
 
 // Appends every image of an IDX file, which must already be N x height x width, one channel.
 absl::Status AppendIdx(const std::string& file, int height, int width, int channels,
-                       LoadedImages* out) {
+                       int64_t max_images, LoadedImages* out) {
   GAN_ASSIGN_OR_RETURN(const IdxArray idx, ReadIdxFile(file));
   if (idx.dims.size() != 3 || idx.dims[1] != height || idx.dims[2] != width || channels != 1) {
     return absl::InvalidArgumentError(
         absl::StrCat(file, ": IDX images must be N x ", height, " x ", width, " (one channel)"));
   }
-  for (int64_t i = 0; i < idx.dims[0]; ++i) {
+  const size_t count = Kept(static_cast<size_t>(idx.dims[0]), max_images);
+  for (size_t i = 0; i < count; ++i) {
     out->names.push_back(absl::StrCat(file, "[", i, "]"));
   }
-  out->pixels.insert(out->pixels.end(), idx.data.begin(), idx.data.end());
+  const size_t image = static_cast<size_t>(height) * width;
+  out->pixels.insert(out->pixels.end(), idx.data.begin(), idx.data.begin() + count * image);
   return absl::OkStatus();
 }
 
 }  // namespace
 
 absl::StatusOr<LoadedImages> LoadImages(const std::vector<std::string>& files, int height,
-                                        int width, int channels) {
+                                        int width, int channels, int64_t max_per_file) {
   LoadedImages images;
-  for (const std::string& file : files) {
+  for (size_t f = 0; f < files.size(); ++f) {
+    const std::string& file = files[f];
     if (absl::EndsWith(file, ".png") || absl::EndsWith(file, ".PNG")) {
       GAN_RETURN_IF_ERROR(AppendPng(file, height, width, channels, &images));
     } else if (absl::EndsWith(file, ".raw")) {
-      GAN_RETURN_IF_ERROR(AppendRaw(file, height, width, channels, &images));
+      GAN_RETURN_IF_ERROR(AppendRaw(file, height, width, channels, max_per_file, &images));
     } else {
-      GAN_RETURN_IF_ERROR(AppendIdx(file, height, width, channels, &images));
+      GAN_RETURN_IF_ERROR(AppendIdx(file, height, width, channels, max_per_file, &images));
     }
+    images.file_index.resize(images.names.size(), f);
   }
   return images;
 }

@@ -6,6 +6,7 @@
 //   ganctl list [--state running] [--page_size 20] [--page_token T]
 //   ganctl score JOB_ID FILE...        (PNG files, IDX image files or *.raw NHWC uint8 bytes)
 //   ganctl sample JOB_ID --count 64 --seed 1 --out samples.png
+//   ganctl export JOB_ID --model generator|discriminator [--checkpoint_step N] --out FILE.onnx
 //   ganctl health
 //   ganctl bench score --job JOB_ID --concurrency 32 --duration 10 --images_per_request 1
 //                      [--protocol gan|oip]   (requests/s, images/s, latency percentiles)
@@ -73,6 +74,12 @@ int Run(int argc, const char* const* argv) {
   strings.Add(submit, "--hidden_activation", &submit_options.hidden_activation,
               "discriminator hidden activations: leaky_relu, relu, tanh, sigmoid");
   strings.Add(submit, "--request_id", &submit_options.request_id, "idempotency key");
+  strings.Add(submit, "--init_from", &submit_options.init_from,
+              "JOB or JOB@STEP: start from that job's checkpoint (default step: its newest)");
+  submit->add_flag("--init_optimizer", submit_options.init_optimizer,
+                   "with --init_from: also start from its Adam state");
+  submit->add_flag("--pytorch_defaults", submit_options.pytorch_defaults,
+                   "PyTorch's initialization, BatchNorm eps/momentum and Adam eps (not Keras')");
   submit->add_flag("--watch", submit_options.watch, "follow the job until it ends");
 
   std::string job_id;
@@ -82,6 +89,11 @@ int Run(int argc, const char* const* argv) {
   cancel->add_option("job_id", job_id)->required();
   auto* watch = app.add_subcommand("watch", "follow a job's metrics until it ends");
   watch->add_option("job_id", job_id)->required();
+  int64_t watch_every = 0;
+  watch
+      ->add_option("--every", watch_every,
+                   "keep a row every N steps (0: every event off a terminal, one live row on it)")
+      ->check(CLI::NonNegativeNumber);
 
   ListOptions list_options;
   auto* list = app.add_subcommand("list", "list jobs, newest first");
@@ -104,9 +116,16 @@ int Run(int argc, const char* const* argv) {
   score->add_option("--width", score_options.width, "model image width")->capture_default_str();
   score->add_option("--channels", score_options.channels, "model image channels (1 or 3)")
       ->capture_default_str();
+  score
+      ->add_option("--first", score_options.first,
+                   "score only the first N images of each IDX or raw file (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  score->add_flag("--summary", score_options.summary,
+                  "one line per file: image count and the mean, min and max probability");
 
   SampleOptions sample_options;
-  auto* sample = app.add_subcommand("sample", "draw images from a job's generator into a PNG");
+  auto* sample = app.add_subcommand(
+      "sample", "draw images from a job's generator into a PNG grid or an IDX file");
   sample->add_option("job_id", sample_options.job_id)->required();
   sample->add_option("--count", sample_options.count)
       ->capture_default_str()
@@ -116,7 +135,22 @@ int Run(int argc, const char* const* argv) {
   sample->add_option("--columns", sample_options.columns)
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
-  strings.Add(sample, "--out", &sample_options.out, "PNG file")->capture_default_str();
+  strings
+      .Add(sample, "--out", &sample_options.out,
+           "*.idx: an IDX file of the images (one-channel generators), which `ganctl score` "
+           "reads; anything else: a PNG grid")
+      ->capture_default_str();
+
+  ExportOptions export_options;
+  auto* export_model =
+      app.add_subcommand("export", "write a job's generator or discriminator as an ONNX model");
+  export_model->add_option("job_id", export_options.job_id)->required();
+  strings.Add(export_model, "--model", &export_options.model, "generator or discriminator")
+      ->required()
+      ->check(CLI::IsMember({"generator", "discriminator"}));
+  export_model->add_option("--checkpoint_step", export_options.checkpoint_step, "0: the latest")
+      ->check(CLI::NonNegativeNumber);
+  strings.Add(export_model, "--out", &export_options.out, "ONNX file")->required();
 
   auto* health = app.add_subcommand("health", "check that the server is SERVING");
 
@@ -174,10 +208,11 @@ int Run(int argc, const char* const* argv) {
   if (*submit) return Submit(connection, submit_options);
   if (*get) return GetJob(connection, job_id);
   if (*cancel) return CancelJob(connection, job_id);
-  if (*watch) return Watch(connection, job_id);
+  if (*watch) return Watch(connection, job_id, watch_every);
   if (*list) return ListJobs(connection, list_options);
   if (*score) return Score(connection, score_options);
   if (*sample) return Sample(connection, sample_options);
+  if (*export_model) return Export(connection, export_options);
   if (*bench_score) return BenchScore(connection, bench_options);
   return kExitUsage;
 }

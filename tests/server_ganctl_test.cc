@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -29,6 +30,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -117,14 +119,14 @@ std::vector<std::string> Lines(const std::string& text) {
   return lines;
 }
 
-// "step 3/12 (25%)  d_loss ..." -> 3 (and the total); false for any other line.
+// A row of `watch`, "      3/12    0.6931 ..." -> 3 (and the total); false for any other line.
 bool ParseStepLine(const std::string& line, int64_t* step, int64_t* total) {
-  if (!absl::StartsWith(line, "step ")) return false;
-  const size_t slash = line.find('/');
-  const size_t space = line.find(' ', 5);
-  if (slash == std::string::npos || space == std::string::npos || slash > space) return false;
-  return absl::SimpleAtoi(line.substr(5, slash - 5), step) &&
-         absl::SimpleAtoi(line.substr(slash + 1, space - slash - 1), total);
+  const std::vector<std::string> columns = absl::StrSplit(line, ' ', absl::SkipEmpty());
+  if (columns.size() < 2) return false;
+  const std::vector<std::string> fraction = absl::StrSplit(columns[0], '/');
+  double d_loss;
+  return fraction.size() == 2 && absl::SimpleAtoi(fraction[0], step) &&
+         absl::SimpleAtoi(fraction[1], total) && absl::SimpleAtod(columns[1], &d_loss);
 }
 
 std::vector<int64_t> StepsPrinted(const std::string& out, int64_t* total = nullptr) {
@@ -237,6 +239,44 @@ TEST_F(GanctlTest, SubmitPrintsOnlyTheJobId) {
   EXPECT_EQ(get.exit_code, 0) << Describe(get);
 }
 
+TEST_F(GanctlTest, SubmitStartsFromAnotherJobsCheckpointWithPytorchDefaults) {
+  ASSERT_THAT(StartServer(), IsOk());
+  const std::string source = TrainedJob(2);
+  ASSERT_FALSE(source.empty());
+
+  std::vector<std::string> args = SubmitArgs(2);
+  for (const char* arg : {"--init_from", "", "--init_optimizer", "--pytorch_defaults"}) {
+    args.push_back(*arg == '\0' ? absl::StrCat(source, "@2") : arg);
+  }
+  const Outcome run = Ganctl(args);
+  ASSERT_EQ(run.exit_code, 0) << Describe(run);
+  const Outcome get = Ganctl({"--json", "get", Lines(run.out).front()});
+  ASSERT_EQ(get.exit_code, 0) << Describe(get);
+  const nlohmann::json job = nlohmann::json::parse(get.out, nullptr, false);
+  ASSERT_TRUE(job.is_object() && job["spec"].is_object() && job["spec"]["init_from"].is_object())
+      << Describe(get);
+  EXPECT_EQ(job["spec"]["init_from"]["job_id"], source) << Describe(get);
+  EXPECT_EQ(job["spec"]["init_from"]["checkpoint_step"], "2") << Describe(get);
+  EXPECT_EQ(job["spec"]["init_from"]["init_optimizer"], true) << Describe(get);
+  EXPECT_EQ(job["spec"]["pytorch_defaults"], true) << Describe(get);
+
+  // A step the source never wrote: the server's NOT_FOUND (exit 1); a malformed value and
+  // --init_optimizer alone are usage errors (exit 2) caught before any call.
+  args = SubmitArgs(2);
+  args.insert(args.end(), {"--init_from", absl::StrCat(source, "@999")});
+  const Outcome missing = Ganctl(args);
+  EXPECT_EQ(missing.exit_code, 1) << Describe(missing);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND")) << Describe(missing);
+  for (const std::vector<std::string>& extra :
+       {std::vector<std::string>{"--init_from", absl::StrCat(source, "@x")},
+        std::vector<std::string>{"--init_from", "@3"}, std::vector<std::string>{"--init_optimizer"}}) {
+    args = SubmitArgs(2);
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Outcome refused = Ganctl(args);
+    EXPECT_EQ(refused.exit_code, 2) << Describe(refused);
+  }
+}
+
 TEST_F(GanctlTest, SubmitWatchPrintsPlainProgressAndExitsZero) {
   ASSERT_THAT(StartServer(), IsOk());
   constexpr int kSteps = 3;
@@ -254,12 +294,14 @@ TEST_F(GanctlTest, SubmitWatchPrintsPlainProgressAndExitsZero) {
   int64_t total = -1;
   EXPECT_EQ(StepsPrinted(run.out, &total), (std::vector<int64_t>{1, 2, 3})) << Describe(run);
   EXPECT_EQ(total, kSteps) << Describe(run);
-  for (const std::string& line : lines) {
-    if (absl::StartsWith(line, "step ")) {
-      EXPECT_THAT(line, HasSubstr("d_loss")) << line;
-      EXPECT_THAT(line, HasSubstr("g_loss")) << line;
-    }
-  }
+  // One column header, before the first row.
+  ASSERT_GE(lines.size(), 3u) << Describe(run);
+  EXPECT_THAT(lines[1], MatchesRegex(" *step +d_loss +g_loss +D\\(x\\) +D\\(G\\(z\\)\\) .*"))
+      << Describe(run);
+  EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
+                          [](const std::string& line) { return absl::StrContains(line, "d_loss"); }),
+            1)
+      << Describe(run);
   EXPECT_EQ(lines.back(), absl::StrCat("job ", lines.front(), " SUCCEEDED at step ", kSteps))
       << Describe(run);
 }
@@ -400,6 +442,41 @@ TEST_F(GanctlTest, SampleWritesAPng) {
   const std::string png = ReadFile(work_dir_ + "/s.png");
   ASSERT_GE(png.size(), 8u);
   EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+}
+
+TEST_F(GanctlTest, SampleWritesIdxThatScoreReadsWithFirstAndSummary) {
+  ASSERT_THAT(StartServer(), IsOk());
+  const std::string id = TrainedJob(2);
+  ASSERT_FALSE(id.empty());
+  const Outcome run = Ganctl({"sample", id, "--count", "5", "--seed", "3", "--out", "g.idx"});
+  ASSERT_EQ(run.exit_code, 0) << Describe(run);
+  EXPECT_EQ(run.out, "g.idx\n") << Describe(run);
+  // idx3 header: 5 x 28 x 28 unsigned bytes, then the pixels.
+  const std::string idx = ReadFile(work_dir_ + "/g.idx");
+  ASSERT_EQ(idx.size(), 16u + 5 * 28 * 28);
+  EXPECT_EQ(idx.substr(0, 16), std::string({0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 28, 0, 0, 0, 28}));
+
+  // Every image, one line each; then only the first 3 of the file.
+  const Outcome all = Ganctl({"score", id, "g.idx"});
+  ASSERT_EQ(all.exit_code, 0) << Describe(all);
+  const std::vector<std::string> lines = Lines(all.out);
+  ASSERT_EQ(lines.size(), 5u) << Describe(all);
+  const Outcome first = Ganctl({"score", id, "g.idx", "--first", "3"});
+  ASSERT_EQ(first.exit_code, 0) << Describe(first);
+  EXPECT_EQ(Lines(first.out), std::vector<std::string>(lines.begin(), lines.begin() + 3));
+
+  // --summary: one line per file with the count and the mean, min and max of those 3 scores.
+  std::vector<double> p(3);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(absl::SimpleAtod(lines[i].substr(lines[i].find('\t') + 1), &p[i])) << lines[i];
+  }
+  const Outcome summary = Ganctl({"score", id, "g.idx", "--first", "3", "--summary"});
+  ASSERT_EQ(summary.exit_code, 0) << Describe(summary);
+  EXPECT_EQ(summary.out,
+            absl::StrFormat("g.idx: 3 images, probability real: mean %.3f (min %.3f, max %.3f)\n",
+                            (p[0] + p[1] + p[2]) / 3, *std::min_element(p.begin(), p.end()),
+                            *std::max_element(p.begin(), p.end())))
+      << Describe(summary);
 }
 
 // --- errors ------------------------------------------------------------------------------------

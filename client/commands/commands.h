@@ -24,6 +24,9 @@ struct SubmitOptions {
   uint64_t seed = 0;
   std::string hidden_activation;  // leaky_relu (alpha 0.2), relu, tanh or sigmoid
   std::string request_id;         // idempotency key
+  std::string init_from;          // "JOB" or "JOB@STEP": start from that job's checkpoint
+  bool init_optimizer = false;    // with init_from: also its Adam state
+  bool pytorch_defaults = false;  // PyTorch's initialization, BatchNorm and Adam defaults
   bool watch = false;             // follow the job after printing its id
 };
 
@@ -46,14 +49,16 @@ struct ListOptions {
 // remain (the ListJobsResponse with --json). Exit code 2 for an unknown state.
 int ListJobs(Connection& connection, const ListOptions& options);
 
-// `watch`: follows the job's metrics until it ends, printing a progress line per step (one
-// rewritten line on a terminal), "resumed from step N" markers (not on a terminal) and
+// `watch`: follows the job's metrics until it ends, printing a column header and a row per metric
+// event (on a terminal, one live row that each event rewrites), or with every > 0 rows that stay
+// for the first event, at each multiple of `every` steps and at the last step; "resumed from step N" markers (not on a
+// terminal) and
 // "job <id> <STATE> at step N[: error]" at the end; with --json, each StepMetrics and the final
 // Job. A dropped stream is reopened with backoff (0.5 s doubling to 8 s) from the step after the
 // last one printed, so every step is printed once. Returns 0 when the job SUCCEEDED, 3 when it
 // ended otherwise, 1 when the job cannot be read or the stream is refused (NOT_FOUND,
 // INVALID_ARGUMENT).
-int Watch(Connection& connection, const std::string& job_id);
+int Watch(Connection& connection, const std::string& job_id, int64_t every = 0);
 
 // `score`: the probabilities that a job's discriminator gives images.
 struct ScoreOptions {
@@ -63,6 +68,8 @@ struct ScoreOptions {
   int height = 28;                 // the model's image shape
   int width = 28;
   int channels = 1;
+  int64_t first = 0;     // > 0: only the first N images of each IDX or raw file
+  bool summary = false;  // one line per file (count, mean, min, max) instead of one per image
 };
 
 // Prints "<image name>\t<probability>" per image (the ScoreResponse with --json). Exit code 2 for
@@ -81,6 +88,19 @@ struct SampleOptions {
 
 // Writes the grid atomically to `out` and prints its path. Exit code 4 when it cannot be written.
 int Sample(Connection& connection, const SampleOptions& options);
+
+// `export`: a job's generator or discriminator as an ONNX model file.
+struct ExportOptions {
+  std::string job_id;
+  std::string model;            // generator or discriminator
+  int64_t checkpoint_step = 0;  // 0: the latest
+  std::string out;              // the .onnx file
+};
+
+// Streams the model (ExportModel), checks that it has the size its first message announced,
+// writes it atomically to `out` and prints "<out>: <model> of job <id> at step N, ONNX opset O,
+// B bytes" (the ExportModelMetadata with --json). Exit code 4 when it cannot be written.
+int Export(Connection& connection, const ExportOptions& options);
 
 // `health`: prints the server's serving status; exit code 0 only for SERVING.
 int Health(Connection& connection);

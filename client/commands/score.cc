@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 
@@ -19,7 +20,7 @@ int Score(Connection& connection, const ScoreOptions& options) {
     return kExitUsage;
   }
   const absl::StatusOr<LoadedImages> images =
-      LoadImages(options.files, options.height, options.width, options.channels);
+      LoadImages(options.files, options.height, options.width, options.channels, options.first);
   if (!images.ok()) {
     ReportError(images.status().message());
     return kExitFileError;
@@ -43,9 +44,26 @@ int Score(Connection& connection, const ScoreOptions& options) {
     return kExitOk;
   }
   // A response holds one probability per image sent; never index past the names.
-  for (int i = 0;
-       i < response.probabilities_size() && static_cast<size_t>(i) < images->names.size(); ++i) {
-    std::printf("%s\t%.6f\n", images->names[i].c_str(), response.probabilities(i));
+  const size_t scored =
+      std::min(static_cast<size_t>(response.probabilities_size()), images->names.size());
+  if (!options.summary) {
+    for (size_t i = 0; i < scored; ++i) {
+      std::printf("%s\t%.6f\n", images->names[i].c_str(), response.probabilities(i));
+    }
+    return kExitOk;
+  }
+  for (size_t f = 0; f < options.files.size(); ++f) {
+    int64_t count = 0;
+    double sum = 0, low = 1, high = 0;
+    for (size_t i = 0; i < scored; ++i) {
+      if (images->file_index[i] != f) continue;
+      const double p = response.probabilities(static_cast<int>(i));
+      ++count, sum += p, low = std::min(low, p), high = std::max(high, p);
+    }
+    if (count == 0) continue;
+    std::printf("%s: %lld image%s, probability real: mean %.3f (min %.3f, max %.3f)\n",
+                options.files[f].c_str(), static_cast<long long>(count), count == 1 ? "" : "s",
+                sum / count, low, high);
   }
   return kExitOk;
 }

@@ -1,7 +1,11 @@
+#include <cstdint>
 #include <cstdio>
 #include <string>
+#include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "client/commands/commands.h"
 #include "client/output.h"
 #include "gan/v1/service.grpc.pb.h"
@@ -55,6 +59,22 @@ int Submit(Connection& connection, const SubmitOptions& options) {
     }
     *spec.mutable_discriminator_hidden_activation() = *activation;
   }
+  if (!options.init_from.empty()) {
+    const std::vector<std::string> parts = absl::StrSplit(options.init_from, '@');
+    int64_t step = 0;
+    if (parts.size() > 2 || parts[0].empty() ||
+        (parts.size() == 2 && (!absl::SimpleAtoi(parts[1], &step) || step < 1))) {
+      ReportError("--init_from: expected JOB or JOB@STEP (a positive checkpoint step)");
+      return kExitUsage;
+    }
+    spec.mutable_init_from()->set_job_id(parts[0]);
+    spec.mutable_init_from()->set_checkpoint_step(step);
+    spec.mutable_init_from()->set_init_optimizer(options.init_optimizer);
+  } else if (options.init_optimizer) {
+    ReportError("--init_optimizer needs --init_from");
+    return kExitUsage;
+  }
+  if (options.pytorch_defaults) spec.set_pytorch_defaults(true);
 
   gan::v1::SubmitJobRequest request;
   *request.mutable_spec() = spec;
