@@ -49,7 +49,9 @@ ARG FASHION_MNIST=1
 ENV DEBIAN_FRONTEND=noninteractive
 COPY --from=build /out/runtime-packages /tmp/runtime-packages
 # Typically: libdnnl2 libgomp1 libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libsqlite3-0
-# libpng16-16 zlib1g libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0 libstdc++6 libc6 ...
+# libpq5 (the PostgreSQL job store, --job_store=postgresql://...)
+# libpng16-16 zlib1g libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0 libonnx1 (gan-server's
+# ONNX export links libonnx.so.1 and libonnx_proto.so.1) libstdc++6 libc6 ...
 RUN set -eux; \
     apt-get update -q; \
     extra=""; if [ "$FASHION_MNIST" = 1 ]; then extra="dataset-fashion-mnist"; fi; \

@@ -6,11 +6,15 @@
 #
 #   (always)      build and run: compiler, CMake, the -dev packages of every library the
 #                 binaries link, GoogleTest (configuring with tests on needs it), protoc and the
-#                 gRPC plugins, Fashion-MNIST. What scripts/demo.sh and the Dockerfile need.
+#                 gRPC plugins, libonnx-dev (ONNX export), Fashion-MNIST. What scripts/demo.sh
+#                 and the Dockerfile need.
 #   --tests       the whole test suite (scripts/test.sh, CI): adds Prometheus (the server and
 #                 promtool, run directly by tests/server_metrics_test; its system service is
 #                 neither started nor left enabled, see below) and Python with grpcio, protobuf
-#                 and numpy for the Python client's tests.
+#                 and numpy for the Python client's tests; Node.js and npm, then `npm ci
+#                 --ignore-scripts` in tests/onnx (ONNX Runtime for tests/server_onnx_export_test,
+#                 pinned by its package-lock.json; run again when node_modules is missing or older
+#                 than the lock file).
 #   --plot        matplotlib and the Python client's packages, for client/python/seed_question.py
 #                 only (matplotlib pulls in ~1.5 GB of dependencies).
 #   --with-torch  PyTorch (python3-torch, with OpenBLAS for its dense layers) for
@@ -29,35 +33,56 @@ build=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgtest-dev libgmock-dev
   libsqlite3-dev zlib1g-dev libpng-dev libstb-dev
+  libpq-dev  # the PostgreSQL job store (libpq); the server itself is only needed by --tests
   nlohmann-json3-dev libcli11-dev libspdlog-dev prometheus-cpp-dev
   libssl-dev  # SHA-256 of bearer tokens (gRPC's CMake config wants it too)
+  libonnx-dev  # ONNX export (core/onnx_export): the ONNX protos and checker
   dataset-fashion-mnist
 )
 python_client=(python3 python3-grpcio python3-protobuf python3-numpy)
-tests=(prometheus openssl "${python_client[@]}")  # openssl: scripts/make_secrets.sh
+tests=(prometheus openssl "${python_client[@]}" nodejs npm)  # openssl: scripts/make_secrets.sh
+tests+=(postgresql)  # tests/postgres_cluster.h runs its own initdb + pg_ctl cluster
 plot=("${python_client[@]}" python3-matplotlib)
 torch=(python3 python3-numpy python3-torch libopenblas0-openmp)
 # Packages that ship a system service which the project never wants running.
-services=(prometheus)
+services=(prometheus postgresql)
 
 packages=("${build[@]}")
+node_tests=0
 for arg in "$@"; do
   case "$arg" in
-    --tests) packages+=("${tests[@]}") ;;
+    --tests) packages+=("${tests[@]}"); node_tests=1 ;;
     --plot) packages+=("${plot[@]}") ;;
     --with-torch) packages+=("${torch[@]}") ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "setup: unknown option $arg (see scripts/setup.sh --help)" >&2; exit 2 ;;
   esac
 done
 
+# tests/onnx's npm packages, from its package-lock.json; the install scripts are skipped (they only
+# fetch GPU extras: the CPU runtime is in the package).
+node_packages() {
+  ((node_tests)) || return 0
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/onnx"
+  if [[ -f $dir/node_modules/.package-lock.json &&
+        ! $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
+    return 0
+  fi
+  echo "setup: installing tests/onnx's npm packages (npm ci)" >&2
+  (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund)
+}
+
 missing=()
 for p in "${packages[@]}"; do
+  # A Node.js that bundles npm (NodeSource's nodejs package provides and conflicts with npm).
+  if [[ $p == npm ]] && command -v npm >/dev/null; then continue; fi
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     [[ " ${missing[*]} " == *" $p "* ]] || missing+=("$p")
   fi
 done
 if ((${#missing[@]} == 0)); then
+  node_packages
   exit 0
 fi
 
@@ -95,3 +120,5 @@ for s in "${services[@]}"; do
   fi
   echo "setup: $s: $state (the tests run /usr/bin/$s themselves)" >&2
 done
+
+node_packages

@@ -29,7 +29,7 @@ enum class Permission {
   kSubmit,  // SubmitJob
   kCancel,  // CancelJob
   kRead,    // GetJob, ListJobs, StreamMetrics
-  kInfer,   // Score, SampleImages, the inference protocol
+  kInfer,   // Score, SampleImages, ExportModel, the inference protocol
 };
 
 struct Principal {

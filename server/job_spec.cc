@@ -2,15 +2,52 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/framework_defaults.h"
 #include "core/precision.h"
 #include "core/presets.h"
 #include "io/status_macros.h"
+#include "server/init_from.h"
 
 namespace gan::server {
 namespace {
 
 absl::Status Invalid(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+// A gradient-health threshold: 0 keeps `*value` (the default), else it must lie in (0, max].
+// The negated comparisons also refuse NaN.
+absl::Status OverrideThreshold(absl::string_view field, double given, double max, double* value) {
+  if (given == 0) return absl::OkStatus();
+  if (!(given > 0 && given <= max)) {
+    return Invalid(absl::StrCat("gradient_health.", field),
+                   absl::StrCat("must be in (0, ", max, "] (or 0 for the default)"));
+  }
+  *value = given;
+  return absl::OkStatus();
+}
+
+// The spec's gradient-health fields over the defaults of core/gradient_health.h.
+absl::StatusOr<GradientHealthOptions> ResolveGradientHealth(
+    const gan::v1::GradientHealthSpec& spec) {
+  GradientHealthOptions options;
+  if (spec.window_steps() < 0 || spec.window_steps() > 10000) {
+    return Invalid("gradient_health.window_steps", "must be in [0, 10000] (0: the default)");
+  }
+  if (spec.window_steps() > 0) options.window_steps = spec.window_steps();
+  GAN_RETURN_IF_ERROR(
+      OverrideThreshold("vanishing_ratio", spec.vanishing_ratio(), 1e6, &options.vanishing_ratio));
+  GAN_RETURN_IF_ERROR(
+      OverrideThreshold("exploding_ratio", spec.exploding_ratio(), 1e6, &options.exploding_ratio));
+  if (options.exploding_ratio <= options.vanishing_ratio) {
+    return Invalid("gradient_health.exploding_ratio",
+                   absl::StrCat(options.exploding_ratio, " must exceed vanishing_ratio ",
+                                options.vanishing_ratio));
+  }
+  GAN_RETURN_IF_ERROR(OverrideThreshold("stall_band", spec.stall_band(), 0.5, &options.stall_band));
+  GAN_RETURN_IF_ERROR(OverrideThreshold("stall_loss_tolerance", spec.stall_loss_tolerance(), 1.0,
+                                        &options.stall_loss_tolerance));
+  return options;
 }
 
 }  // namespace
@@ -25,6 +62,7 @@ absl::StatusOr<ResolvedJob> ResolveJobSpec(const gan::v1::JobSpec& spec,
   } else {
     GAN_ASSIGN_OR_RETURN(job.gan, PresetSpec(spec.preset()));
   }
+  if (spec.pytorch_defaults()) ApplyPyTorchDefaults(&job.gan);
   if (spec.has_discriminator_hidden_activation()) {
     SetHiddenActivations(spec.discriminator_hidden_activation(), job.gan.mutable_discriminator());
   }
@@ -51,6 +89,10 @@ absl::StatusOr<ResolvedJob> ResolveJobSpec(const gan::v1::JobSpec& spec,
     return Invalid("keep_checkpoints", "must be in [0, 1000]");
   }
   if (spec.metrics_every() < 0) return Invalid("metrics_every", "must be >= 0");
+  if (spec.has_init_from()) {
+    GAN_RETURN_IF_ERROR(ValidateInitFromFields(spec.init_from()));
+  }
+  GAN_ASSIGN_OR_RETURN(job.gradient_health, ResolveGradientHealth(spec.gradient_health()));
 
   job.dataset = spec.dataset().empty() ? defaults.dataset : spec.dataset();
   GAN_ASSIGN_OR_RETURN(std::shared_ptr<const ImageDataset> dataset, datasets->Load(job.dataset));

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/gan_spec.h"
+#include "core/gradient_health.h"
 #include "gan/v1/service.pb.h"
 #include "server/dataset_registry.h"
 
@@ -32,6 +33,7 @@ struct ResolvedJob {
   int64_t checkpoint_every = 0;
   int keep_checkpoints = 0;
   int64_t metrics_every = 1;
+  GradientHealthOptions gradient_health;
 };
 
 // INVALID_ARGUMENT naming the field for a bad spec; the dataset's own status (NOT_FOUND,

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/export_stream.h"
 #include "server/log.h"
 #include "server/metrics_stream.h"
 #include "server/status_util.h"
@@ -30,13 +31,22 @@ absl::Status RequireStep(int64_t checkpoint_step) {
   return absl::OkStatus();
 }
 
+absl::Status RequireModel(gan::v1::ExportModelRequest::Model model) {
+  if (model != gan::v1::ExportModelRequest::MODEL_GENERATOR &&
+      model != gan::v1::ExportModelRequest::MODEL_DISCRIMINATOR) {
+    return absl::InvalidArgumentError("model: must be MODEL_GENERATOR or MODEL_DISCRIMINATOR");
+  }
+  return absl::OkStatus();
+}
+
 // A stream refused before it starts.
-class FailedStream : public grpc::ServerWriteReactor<gan::v1::MetricEvent> {
+template <typename Message>
+class FailedStream : public grpc::ServerWriteReactor<Message> {
  public:
   FailedStream(RpcCall call, const absl::Status& s) {
     grpc::Status status = ToGrpcStatus(s);
     call.Finish(status.error_code());
-    Finish(status);
+    this->Finish(status);
   }
   void OnDone() override { delete this; }
 };
@@ -57,6 +67,16 @@ void Audit(const Principal& caller, const char* method, const std::string& job_i
                       {"method", method},
                       {"job_id", job_id},
                       {"result", result}});
+}
+
+// OK when the spec has no init_from (or its job_id is empty, which ResolveJobSpec refuses) or the
+// caller may see its job; the Authorizer's status prefixed with "init_from: " otherwise.
+absl::Status InitFromVisible(const Authorizer& auth, const Principal& caller,
+                             const gan::v1::JobSpec& spec) {
+  if (!spec.has_init_from() || spec.init_from().job_id().empty()) return absl::OkStatus();
+  absl::Status visible = auth.CheckJobVisible(caller, spec.init_from().job_id());
+  if (visible.ok()) return visible;
+  return absl::Status(visible.code(), absl::StrCat("init_from: ", visible.message()));
 }
 
 constexpr char kControlQueue[] = "--max_control_queue";
@@ -88,6 +108,8 @@ TrainingServiceImpl::TrainingServiceImpl(const ServiceBackends& backends) : back
   stream_metrics_metrics_ =
       MethodMetrics(metrics, service, "StreamMetrics", ServerMetrics::RpcType::kServerStream);
   sample_images_metrics_ = MethodMetrics(metrics, service, "SampleImages");
+  export_model_metrics_ =
+      MethodMetrics(metrics, service, "ExportModel", ServerMetrics::RpcType::kServerStream);
 }
 
 ScoringServiceImpl::ScoringServiceImpl(const ServiceBackends& backends)
@@ -105,10 +127,16 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::SubmitJob(grpc::CallbackServerCon
     return Reply<gan::v1::Job>(std::move(call), context, "SubmitJob", caller.status(), response);
   }
   JobManager* jobs = backends_.jobs;
+  const Authorizer* auth = backends_.auth;
   return Offload(backends_.control, kControlQueue, std::move(call), context, "SubmitJob", response,
-                 [jobs, request, caller = *caller](RpcCall&) {
+                 [jobs, auth, request, caller = *caller](RpcCall&) {
+                   // A warm start may only name a job the caller sees; another principal's job is
+                   // NOT_FOUND in an unknown job's words.
+                   absl::Status source = InitFromVisible(*auth, caller, request->spec());
                    absl::StatusOr<gan::v1::Job> job =
-                       jobs->Submit(caller.name, request->request_id(), request->spec());
+                       source.ok()
+                           ? jobs->Submit(caller.name, request->request_id(), request->spec())
+                           : absl::StatusOr<gan::v1::Job>(source);
                    Audit(caller, "SubmitJob", job.ok() ? job->job_id() : "", job.status());
                    return job;
                  });
@@ -184,7 +212,7 @@ grpc::ServerWriteReactor<gan::v1::MetricEvent>* TrainingServiceImpl::StreamMetri
   if (status.ok()) {
     status = CheckJob(*context, Permission::kRead, "StreamMetrics", request->job_id());
   }
-  if (!status.ok()) return new FailedStream(std::move(call), status);
+  if (!status.ok()) return new FailedStream<gan::v1::MetricEvent>(std::move(call), status);
   return new MetricsStream(std::move(call), backends_.jobs, request->job_id(),
                            request->from_step());
 }
@@ -210,6 +238,26 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::SampleImages(
         if (!path.ok()) return path.status();
         return backends.scoring->Sample(*path, request->count(), request->seed());
       });
+}
+
+grpc::ServerWriteReactor<gan::v1::ExportModelResponse>* TrainingServiceImpl::ExportModel(
+    grpc::CallbackServerContext* context, const gan::v1::ExportModelRequest* request) {
+  RpcCall call(export_model_metrics_);
+  absl::Status valid = RequireJobId(request->job_id());
+  if (valid.ok()) valid = RequireModel(request->model());
+  if (valid.ok()) valid = RequireStep(request->checkpoint_step());
+  if (valid.ok()) {
+    valid = CheckJob(*context, Permission::kInfer, "ExportModel", request->job_id());
+  }
+  if (!valid.ok()) {
+    return new FailedStream<gan::v1::ExportModelResponse>(std::move(call), valid);
+  }
+  JobManager* jobs = backends_.jobs;
+  return new ExportStream(std::move(call), context, backends_.inference, kInferenceQueue,
+                          [jobs, job_id = request->job_id(), step = request->checkpoint_step(),
+                           model = request->model()] {
+                            return ExportJobModel(jobs, job_id, step, model);
+                          });
 }
 
 grpc::ServerUnaryReactor* ScoringServiceImpl::Score(grpc::CallbackServerContext* context,

@@ -23,7 +23,7 @@ struct ServiceBackends {
   JobManager* jobs = nullptr;
   ScoringEngine* scoring = nullptr;
   Executor* control = nullptr;       // SubmitJob, CancelJob
-  Executor* inference = nullptr;     // Score, SampleImages
+  Executor* inference = nullptr;     // Score, SampleImages, ExportModel
   ServerMetrics* metrics = nullptr;  // optional
   const Authorizer* auth = nullptr;  // every call asks it first
 };
@@ -55,6 +55,8 @@ class TrainingServiceImpl final : public gan::v1::TrainingService::CallbackServi
   grpc::ServerUnaryReactor* SampleImages(grpc::CallbackServerContext* context,
                                          const gan::v1::SampleImagesRequest* request,
                                          gan::v1::SampleImagesResponse* response) override;
+  grpc::ServerWriteReactor<gan::v1::ExportModelResponse>* ExportModel(
+      grpc::CallbackServerContext* context, const gan::v1::ExportModelRequest* request) override;
 
  private:
   absl::Status CheckJob(const grpc::CallbackServerContext& context, Permission permission,
@@ -68,6 +70,7 @@ class TrainingServiceImpl final : public gan::v1::TrainingService::CallbackServi
   GrpcMethodMetrics* cancel_job_metrics_;
   GrpcMethodMetrics* stream_metrics_metrics_;
   GrpcMethodMetrics* sample_images_metrics_;
+  GrpcMethodMetrics* export_model_metrics_;
 };
 
 class ScoringServiceImpl final : public gan::v1::ScoringService::CallbackService {

@@ -103,6 +103,18 @@ class Client {
     gan::v1::SampleImagesResponse response;
     return training_->SampleImages(&context, request, &response);
   }
+  grpc::Status Export(const std::string& job_id) {
+    grpc::ClientContext context;
+    Prepare(&context);
+    gan::v1::ExportModelRequest request;
+    request.set_job_id(job_id);
+    request.set_model(gan::v1::ExportModelRequest::MODEL_DISCRIMINATOR);
+    auto reader = training_->ExportModel(&context, request);
+    gan::v1::ExportModelResponse response;
+    while (reader->Read(&response)) {
+    }
+    return reader->Finish();
+  }
   grpc::Status Stream(const std::string& job_id) {
     grpc::ClientContext context;
     Prepare(&context);
@@ -251,6 +263,24 @@ TEST_F(ServerAuthTest, RolesAndPrincipalsDecideWhatEachCallerMaySeeAndDo) {
   EXPECT_TRUE(ops.Get(alices, &none).ok());
   EXPECT_TRUE(ops.Score(bobs).ok());
   EXPECT_EQ(carol.Cancel(alices).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(ServerAuthTest, ExportModelIsAuthorizedLikeSampleImages) {
+  Start();
+  Client alice = Plain("t-alice"), bob = Plain("t-bob"), carol = Plain("t-carol"),
+         ops = Plain("t-ops"), nobody = Plain(""), forger = Plain("t-forged");
+  const std::string alices = FinishedJob(alice);
+  EXPECT_TRUE(alice.Export(alices).ok());
+  EXPECT_TRUE(ops.Export(alices).ok());
+  // Another principal's job, seen by a trainer or a viewer: NOT_FOUND, as for SampleImages.
+  EXPECT_EQ(bob.Export(alices).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(carol.Export(alices).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(nobody.Export(alices).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  for (Client* client : {&alice, &bob, &carol, &ops, &nobody, &forger}) {
+    const grpc::Status exported = client->Export(alices);
+    const grpc::Status sampled = client->Sample(alices);
+    EXPECT_EQ(exported.error_code(), sampled.error_code()) << exported.error_message();
+  }
 }
 
 TEST_F(ServerAuthTest, APrincipalsQueuedAndRunningJobsAreCapped) {
