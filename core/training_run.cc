@@ -100,8 +100,9 @@ absl::StatusOr<int64_t> TrainingRun::ResumeFromLatest() {
 }
 
 absl::Status TrainingRun::WriteCheckpoint(const TrainingCallbacks& callbacks) {
-  if (options_.checkpoint_dir.empty()) return absl::OkStatus();
   const int64_t step = trainer_->step();
+  // A run stopped before its first step has nothing to keep: its start is the seed's.
+  if (options_.checkpoint_dir.empty() || step == 0) return absl::OkStatus();
   const std::string path = CheckpointPath(step);
   GAN_RETURN_IF_ERROR(SaveCheckpoint(
       path, *trainer_, {step, sampler_.EpochOf(step), options_.seed}));
