@@ -86,6 +86,22 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(e.exception.code, "INVALID_ARGUMENT")
         self.assertIn("gradient_health.vanishing_ratio", e.exception.message)
 
+    def test_warm_start_and_pytorch_defaults_pass_through_submit(self):
+        job_id = self.client.submit(preset="seed-dcgan", batch_size=8, steps=2, seed=7,
+                                    init_from={"job_id": self.job_id, "checkpoint_step": STEPS},
+                                    pytorch_defaults=True)
+        events = list(self.client.watch(job_id))
+        self.assertEqual([e["step"] for e in events], [0, 1])
+        job = self.client.get(job_id)
+        self.assertEqual(job.spec.init_from.job_id, self.job_id)
+        self.assertTrue(job.spec.pytorch_defaults)
+        self.assertEqual(ganclient.service_pb2.JobState.Name(job.state), "JOB_STATE_SUCCEEDED")
+        # A step the source job never wrote is refused at submission.
+        with self.assertRaises(ganclient.Error) as raised:
+            self.client.submit(preset="seed-dcgan", batch_size=8, steps=2,
+                               init_from={"job_id": self.job_id, "checkpoint_step": 999})
+        self.assertEqual(raised.exception.code, "NOT_FOUND")
+
     def test_watch_resumes_from_a_step(self):
         self.assertEqual([e["step"] for e in self.client.watch(self.job_id, from_step=1)],
                          list(range(1, STEPS)))
