@@ -23,12 +23,10 @@
 #include "absl/time/time.h"
 #include "gan/v1/service.grpc.pb.h"
 #include "gmock/gmock.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/wire_format_lite.h"
-#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/child_process.h"
+#include "tests/grpc_test_util.h"
 #include "tests/postgres_cluster.h"
 #include "tests/test_jobs.h"
 #include "tests/test_util.h"
@@ -48,10 +46,6 @@ using gan::v1::MetricEvent;
 constexpr absl::Duration kRpcDeadline = absl::Seconds(20);
 constexpr int kLeaseSeconds = 2;
 constexpr absl::Duration kJobTimeout = absl::Seconds(180);
-
-absl::Status ToAbsl(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
 
 bool Ended(const Job& job) {
   return job.state() == gan::v1::JOB_STATE_SUCCEEDED || job.state() == gan::v1::JOB_STATE_FAILED ||
@@ -95,36 +89,8 @@ class Replica {
     request.set_uint8_pixels(pixels);
     return Unary(&gan::v1::ScoringService::Stub::Score, scoring_.get(), request);
   }
-  // grpc.health.v1 Check of the server as a whole: the ServingStatus (1 SERVING, 2 NOT_SERVING).
-  absl::StatusOr<int> Health() {
-    grpc::GenericStub stub(channel_);
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + kRpcDeadline));
-    grpc::Slice empty;
-    grpc::ByteBuffer request(&empty, 1), response;
-    std::promise<grpc::Status> done;
-    stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                   &response, [&done](grpc::Status status) { done.set_value(std::move(status)); });
-    const grpc::Status status = done.get_future().get();
-    if (!status.ok()) return ToAbsl(status);
-    std::vector<grpc::Slice> slices;
-    if (!response.Dump(&slices).ok()) return absl::InternalError("unreadable health response");
-    std::string bytes;
-    for (const grpc::Slice& slice : slices) {
-      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-    }
-    google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                              static_cast<int>(bytes.size()));
-    uint32_t serving_status = 0;
-    while (const uint32_t tag = in.ReadTag()) {
-      if (tag == 8) {
-        if (!in.ReadVarint32(&serving_status)) return absl::InternalError("bad health varint");
-      } else if (!google::protobuf::internal::WireFormatLite::SkipField(&in, tag)) {
-        return absl::InternalError("bad health response");
-      }
-    }
-    return static_cast<int>(serving_status);
-  }
+  // The server's overall grpc.health.v1 status (1 SERVING, 2 NOT_SERVING).
+  absl::StatusOr<int> Health() { return CheckServerHealth(channel_, absl::Now() + kRpcDeadline); }
   // Polls Health until it is `want` or `timeout` passes; returns the last status seen.
   absl::StatusOr<int> WaitForHealth(int want, absl::Duration timeout) {
     const absl::Time deadline = absl::Now() + timeout;

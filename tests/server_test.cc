@@ -35,22 +35,19 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "gan/v1/service.grpc.pb.h"
-#include "gmock/gmock.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/wire_format_lite.h"
-#include "grpcpp/generic/generic_stub.h"
-#include "grpcpp/grpcpp.h"
-#include "gtest/gtest.h"
 #include "core/checkpoint.h"
 #include "core/gan_trainer.h"
 #include "core/presets.h"
 #include "core/safetensors.h"
+#include "gan/v1/service.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
 #include "server/sqlite_job_store.h"
 #include "tests/child_process.h"
+#include "tests/grpc_test_util.h"
 #include "tests/test_jobs.h"
 #include "tests/test_util.h"
-
 
 namespace gan::server {
 namespace {
@@ -60,10 +57,10 @@ using ::gan::testing::GanServer;
 using ::gan::testing::IsOk;
 using ::gan::testing::LongJob;
 using ::gan::testing::MakeAdam;
-using ::gan::testing::TinyJob;
 using ::gan::testing::MakeTempDir;
 using ::gan::testing::StartGanServer;
 using ::gan::testing::StatusIs;
+using ::gan::testing::TinyJob;
 using ::gan::testing::WaitStatusString;
 using ::testing::_;
 using ::testing::HasSubstr;
@@ -79,14 +76,6 @@ using ServerFlags = std::map<std::string, std::string>;
 constexpr absl::Duration kRpcDeadline = absl::Seconds(20);
 constexpr absl::Duration kStartTimeout = absl::Seconds(30);
 constexpr absl::Duration kJobTimeout = absl::Seconds(120);
-
-// grpc.health.v1.HealthCheckResponse.ServingStatus.
-constexpr int kServing = 1;
-
-absl::Status ToAbsl(const grpc::Status& status) {
-  // grpc::StatusCode and absl::StatusCode share their numbering (google.rpc.Code).
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
 
 void SetDeadline(grpc::ClientContext* context, absl::Duration timeout = kRpcDeadline) {
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -216,37 +205,9 @@ class Client {
     return result;
   }
 
-  // The server's overall grpc.health.v1 status, through a generic stub (the health proto's
-  // stubs are not generated here): HealthCheckRequest{service: ""} is empty on the wire, and the
-  // response's field 1 is the ServingStatus enum.
+  // The server's overall grpc.health.v1 status (1 SERVING, 2 NOT_SERVING).
   absl::StatusOr<int> HealthStatus() {
-    grpc::GenericStub stub(channel_);
-    grpc::ClientContext context;
-    SetDeadline(&context);
-    grpc::Slice empty;
-    grpc::ByteBuffer request(&empty, 1), response;
-    std::promise<grpc::Status> done;
-    stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                   &response, [&done](grpc::Status status) { done.set_value(std::move(status)); });
-    const grpc::Status status = done.get_future().get();
-    if (!status.ok()) return ToAbsl(status);
-    std::vector<grpc::Slice> slices;
-    if (!response.Dump(&slices).ok()) return absl::InternalError("unreadable health response");
-    std::string bytes;
-    for (const grpc::Slice& slice : slices) {
-      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-    }
-    google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                              static_cast<int>(bytes.size()));
-    uint32_t serving_status = 0;  // UNKNOWN when the field is absent
-    while (const uint32_t tag = in.ReadTag()) {
-      if (tag == 8) {
-        if (!in.ReadVarint32(&serving_status)) return absl::InternalError("bad health varint");
-      } else if (!google::protobuf::internal::WireFormatLite::SkipField(&in, tag)) {
-        return absl::InternalError("bad health response");
-      }
-    }
-    return static_cast<int>(serving_status);
+    return CheckServerHealth(channel_, absl::Now() + kRpcDeadline);
   }
 
   // Polls GetJob until `done` holds; DEADLINE_EXCEEDED (with the job's last state) after
@@ -873,26 +834,23 @@ TEST_F(ServerTest, ScoresMatchPyTorchForTheSameWeights) {
   GAN_ASSERT_OK_AND_ASSIGN(const Job submitted, client_->Submit(spec));
   GAN_ASSERT_OK_AND_ASSIGN(const Job done, client_->WaitUntilEnded(submitted.job_id()));
   ASSERT_EQ(done.state(), gan::v1::JOB_STATE_SUCCEEDED) << done.ShortDebugString();
-  const std::string path =
-      data_dir_ + "/jobs/" + done.job_id() + "/checkpoints/step-1.safetensors";
+  const std::string path = data_dir_ + "/jobs/" + done.job_id() + "/checkpoints/step-1.safetensors";
   ASSERT_TRUE(std::filesystem::exists(path)) << path;
 
   GAN_ASSERT_OK_AND_ASSIGN(gan::v1::GanSpec gan_spec, gan::PresetSpec("seed"));
   gan_spec.set_batch_size(4);
   GAN_ASSERT_OK_AND_ASSIGN(std::unique_ptr<gan::GanTrainer> trainer,
                            gan::GanTrainer::Create(gan_spec));
-  GAN_ASSERT_OK_AND_ASSIGN(
-      const gan::SafeTensors torch_weights,
-      gan::ReadSafeTensorsFile(
-          gan::testing::TestDataPath("reference/interchange/seed_discriminator.safetensors")));
+  GAN_ASSERT_OK_AND_ASSIGN(const gan::SafeTensors torch_weights,
+                           gan::ReadSafeTensorsFile(gan::testing::TestDataPath(
+                               "reference/interchange/seed_discriminator.safetensors")));
   ASSERT_THAT(gan::LoadNetworkWeights(torch_weights, &trainer->discriminator()), IsOk());
   trainer->set_step(1);
   ASSERT_THAT(gan::SaveCheckpoint(path, *trainer, {1, 0, 0}), IsOk());
 
-  GAN_ASSERT_OK_AND_ASSIGN(
-      const gan::SafeTensors reference,
-      gan::ReadSafeTensorsFile(gan::testing::TestDataPath(
-          "reference/interchange/seed_discriminator_outputs.safetensors")));
+  GAN_ASSERT_OK_AND_ASSIGN(const gan::SafeTensors reference,
+                           gan::ReadSafeTensorsFile(gan::testing::TestDataPath(
+                               "reference/interchange/seed_discriminator_outputs.safetensors")));
   GAN_ASSERT_OK_AND_ASSIGN(const std::vector<float> images, gan::GetF32(reference, "images"));
   GAN_ASSERT_OK_AND_ASSIGN(const std::vector<float> logits, gan::GetF32(reference, "logits"));
   GAN_ASSERT_OK_AND_ASSIGN(const std::vector<float> probabilities,
@@ -908,10 +866,10 @@ TEST_F(ServerTest, ScoresMatchPyTorchForTheSameWeights) {
   gan::testing::ExpectAllClose(
       "logits", std::vector<float>(response.logits().begin(), response.logits().end()), logits,
       1e-4, 0);
-  gan::testing::ExpectAllClose("probabilities",
-                               std::vector<float>(response.probabilities().begin(),
-                                                  response.probabilities().end()),
-                               probabilities, 1e-4, 0);
+  gan::testing::ExpectAllClose(
+      "probabilities",
+      std::vector<float>(response.probabilities().begin(), response.probabilities().end()),
+      probabilities, 1e-4, 0);
 }
 
 // --- 6. kill -9 ---------------------------------------------------------------------------------
