@@ -6,7 +6,8 @@
 // probability and logit against gan.v1 Score, the generator's images against the inference
 // protocol's "<job>-generator" model. The batches differ from the training batch, so the models'
 // batch dimension is exercised as dynamic. Without Node.js or tests/onnx/node_modules the tests
-// fail, saying to run `bash scripts/setup.sh --tests`.
+// fail, saying to run `bash scripts/setup.sh --tests`; when set-up ran but npm could not reach its
+// registry (it then leaves tests/onnx/npm-unavailable.txt), they skip and print why.
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -318,7 +319,15 @@ class OnnxExportEndToEndTest : public ::testing::TestWithParam<PresetCase> {
 GanServer* OnnxExportEndToEndTest::server_ = nullptr;
 
 TEST_P(OnnxExportEndToEndTest, OnnxRuntimeAgreesWithTheService) {
-  ASSERT_TRUE(NodeBinary().ok()) << NodeBinary().status();
+  if (const absl::StatusOr<std::string> node = NodeBinary(); !node.ok()) {
+    const std::string unavailable = ReadFile(OnnxDir() + "/npm-unavailable.txt");
+    if (!unavailable.empty()) {
+      GTEST_SKIP() << "ONNX Runtime could not be installed on this machine, so the comparison is "
+                      "skipped: "
+                   << unavailable;
+    }
+    FAIL() << node.status();
+  }
   const PresetCase& param = GetParam();
   gan::v1::JobSpec spec;
   spec.set_preset(param.preset);
