@@ -225,6 +225,20 @@ class ServerReplicasTest : public ::testing::Test {
     return nullptr;
   }
 
+  // A slow job submitted through the first replica, once it has trained 60 steps on one of them.
+  absl::StatusOr<Job> SubmitAndWaitUntilRunning(int64_t steps) {
+    absl::StatusOr<Job> submitted = replicas_[0]->Submit(SlowTinyJob(steps));
+    if (!submitted.ok()) return submitted.status();
+    absl::StatusOr<Job> running = replicas_[0]->WaitFor(submitted->job_id(), [](const Job& job) {
+      return (job.step() >= 60 && !job.replica().empty()) || Ended(job);
+    });
+    if (running.ok() && running->state() != gan::v1::JOB_STATE_RUNNING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("too fast: ", running->ShortDebugString()));
+    }
+    return running;
+  }
+
   PostgresCluster* cluster_ = nullptr;
   std::string url_;
   std::string data_dir_;
@@ -269,13 +283,8 @@ TEST_F(ServerReplicasTest, JobsSubmittedThroughEveryReplicaRunExactlyOnce) {
 TEST_F(ServerReplicasTest, AKilledReplicasJobIsTakenOverWithEveryStepOnce) {
   ASSERT_NO_FATAL_FAILURE(StartReplicas(3));
   constexpr int64_t kSteps = 600;
-  GAN_ASSERT_OK_AND_ASSIGN(const Job submitted, replicas_[0]->Submit(SlowTinyJob(kSteps)));
-  const std::string id = submitted.job_id();
-  GAN_ASSERT_OK_AND_ASSIGN(const Job running, replicas_[0]->WaitFor(id, [](const Job& job) {
-    return (job.step() >= 60 && !job.replica().empty()) || Ended(job);
-  }));
-  ASSERT_EQ(running.state(), gan::v1::JOB_STATE_RUNNING)
-      << "too fast: " << running.ShortDebugString();
+  GAN_ASSERT_OK_AND_ASSIGN(const Job running, SubmitAndWaitUntilRunning(kSteps));
+  const std::string id = running.job_id();
   Replica* victim = ById(running.replica());
   ASSERT_NE(victim, nullptr);
   Replica* watcher = OtherThan(victim->id());
@@ -325,13 +334,8 @@ TEST_F(ServerReplicasTest, AKilledReplicasJobIsTakenOverWithEveryStepOnce) {
 TEST_F(ServerReplicasTest, APausedReplicaThatLostItsLeaseWritesNothing) {
   ASSERT_NO_FATAL_FAILURE(StartReplicas(2));
   constexpr int64_t kSteps = 600;
-  GAN_ASSERT_OK_AND_ASSIGN(const Job submitted, replicas_[0]->Submit(SlowTinyJob(kSteps)));
-  const std::string id = submitted.job_id();
-  GAN_ASSERT_OK_AND_ASSIGN(const Job running, replicas_[0]->WaitFor(id, [](const Job& job) {
-    return (job.step() >= 60 && !job.replica().empty()) || Ended(job);
-  }));
-  ASSERT_EQ(running.state(), gan::v1::JOB_STATE_RUNNING)
-      << "too fast: " << running.ShortDebugString();
+  GAN_ASSERT_OK_AND_ASSIGN(const Job running, SubmitAndWaitUntilRunning(kSteps));
+  const std::string id = running.job_id();
   Replica* paused = ById(running.replica());
   Replica* other = OtherThan(paused->id());
   ASSERT_NE(other, nullptr);
