@@ -233,8 +233,7 @@ class ServerReplicasTest : public ::testing::Test {
       return (job.step() >= 60 && !job.replica().empty()) || Ended(job);
     });
     if (running.ok() && running->state() != gan::v1::JOB_STATE_RUNNING) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("too fast: ", running->ShortDebugString()));
+      return absl::FailedPreconditionError(absl::StrCat("too fast: ", running->ShortDebugString()));
     }
     return running;
   }
