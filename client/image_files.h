@@ -15,7 +15,7 @@ namespace gan::ganctl {
 struct LoadedImages {
   // One per image: the file name for a PNG, "<file>[<i>]" for image i of an IDX or raw file.
   std::vector<std::string> names;
-  std::vector<uint8_t> pixels;  // names.size() x height x width x channels bytes (NHWC)
+  std::vector<uint8_t> pixels;     // names.size() x height x width x channels bytes (NHWC)
   std::vector<size_t> file_index;  // one per image: which of the files it came from
 };
 

@@ -52,8 +52,8 @@ absl::StatusOr<GanShapes> ValidateGanSpec(const gan::v1::GanSpec& spec, const Ga
     return Invalid("noise.distribution", "must be NOISE_DISTRIBUTION_UNIFORM or _NORMAL");
   }
   if (noise.dim() < 1 || noise.dim() > limits.max_noise_dim) {
-    return Invalid("noise.dim",
-                   absl::StrFormat("%d is out of range [1, %d]", noise.dim(), limits.max_noise_dim));
+    return Invalid("noise.dim", absl::StrFormat("%d is out of range [1, %d]", noise.dim(),
+                                                limits.max_noise_dim));
   }
   const gan::v1::ImageShape& image = spec.image_shape();
   if (image.height() < 1 || image.height() > limits.max_image_side) {
@@ -61,8 +61,8 @@ absl::StatusOr<GanShapes> ValidateGanSpec(const gan::v1::GanSpec& spec, const Ga
                                                          image.height(), limits.max_image_side));
   }
   if (image.width() < 1 || image.width() > limits.max_image_side) {
-    return Invalid("image_shape.width", absl::StrFormat("%d is out of range [1, %d]",
-                                                        image.width(), limits.max_image_side));
+    return Invalid("image_shape.width", absl::StrFormat("%d is out of range [1, %d]", image.width(),
+                                                        limits.max_image_side));
   }
   if (image.channels() < 1 || image.channels() > limits.max_image_channels) {
     return Invalid("image_shape.channels",
@@ -87,15 +87,16 @@ absl::StatusOr<GanShapes> ValidateGanSpec(const gan::v1::GanSpec& spec, const Ga
                        InferModelShapes(spec.generator(), {noise.dim()}, "generator",
                                         spec.batch_size(), limits.model));
   if (shapes.generator.back().output != image_dims) {
-    return Invalid("generator", absl::StrCat("output ", DimsToString(shapes.generator.back().output),
-                                             " does not match the image shape (C,H,W) ",
-                                             DimsToString(image_dims)));
+    return Invalid(
+        "generator",
+        absl::StrCat("output ", DimsToString(shapes.generator.back().output),
+                     " does not match the image shape (C,H,W) ", DimsToString(image_dims)));
   }
   gan::v1::ModelSpec discriminator = spec.discriminator();
   if (discriminator.layers_size() > limits.model.max_layers) {
-    return Invalid("discriminator.layers", absl::StrFormat("%d layers exceed the limit of %d",
-                                                           discriminator.layers_size(),
-                                                           limits.model.max_layers));
+    return Invalid("discriminator.layers",
+                   absl::StrFormat("%d layers exceed the limit of %d", discriminator.layers_size(),
+                                   limits.model.max_layers));
   }
   if (discriminator.layers_size() > 1 && IsSigmoid(discriminator.layers().rbegin()[0])) {
     shapes.discriminator_ends_with_sigmoid = true;

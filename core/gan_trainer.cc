@@ -21,7 +21,7 @@ void SeededRandomness::Noise(Phase phase, absl::Span<float> z) {
   const uint64_t key = MixKey(key_, 0x100 + static_cast<uint64_t>(phase));
   for (size_t i = 0; i < z.size(); ++i) {
     z[i] = distribution_ == gan::v1::NOISE_DISTRIBUTION_NORMAL ? NormalAt(key, i)
-                                                                : 2.0f * UniformAt(key, i) - 1.0f;
+                                                               : 2.0f * UniformAt(key, i) - 1.0f;
   }
 }
 
@@ -136,8 +136,8 @@ StepMetrics GanTrainer::Step(absl::Span<const float> real, StepRandomness& rando
   FillMasks(Phase::kDiscriminatorStep, Role::kDiscriminator, *d_step_, randomness);
   d_step_->Forward();
   const float* logits = d_step_->output().data();
-  m.d_loss = BinaryCrossEntropyWithLogits(logits, d_labels_.data(), 2 * b,
-                                          d_step_->output_grad().data());
+  m.d_loss =
+      BinaryCrossEntropyWithLogits(logits, d_labels_.data(), 2 * b, d_step_->output_grad().data());
   double real_sum = 0, fake_sum = 0;
   int correct = 0;
   for (int64_t i = 0; i < b; ++i) {

@@ -72,12 +72,12 @@ struct LayerGradNorm {
 };
 
 struct StepMetrics {
-  int64_t step = 0;       // number of this iteration, from 0
-  float d_loss = 0;       // D's BCE on [real; fake]
-  float g_loss = 0;       // G's BCE (fake labelled real)
-  float d_real = 0;       // mean D(x) on the real half, in D's step
-  float d_fake = 0;       // mean D(G(z)) on the fake half, in D's step
-  float d_accuracy = 0;   // fraction of D's step logits on the right side of 0
+  int64_t step = 0;      // number of this iteration, from 0
+  float d_loss = 0;      // D's BCE on [real; fake]
+  float g_loss = 0;      // G's BCE (fake labelled real)
+  float d_real = 0;      // mean D(x) on the real half, in D's step
+  float d_fake = 0;      // mean D(G(z)) on the fake half, in D's step
+  float d_accuracy = 0;  // fraction of D's step logits on the right side of 0
   // D's from its step, then G's from its step, in layer order.
   std::vector<LayerGradNorm> grad_norms;
   // From D's figures over a window of steps; set by TrainingRun (GradientHealthTracker).
@@ -125,10 +125,10 @@ class GanTrainer {
   Adam generator_adam_, discriminator_adam_;
   // bf16 weight copies of each store, shared by that store's networks (null in fp32).
   std::unique_ptr<WeightCopies> generator_copies_, discriminator_copies_;
-  std::vector<dnnl::memory> d_buffers_;    // shared by d_step_ and d_frozen_
-  std::unique_ptr<Sequential> g_train_;    // batch B
-  std::unique_ptr<Sequential> d_step_;     // batch 2B, D's own step
-  std::unique_ptr<Sequential> d_frozen_;   // batch B, inside G's step, input gradient only
+  std::vector<dnnl::memory> d_buffers_;   // shared by d_step_ and d_frozen_
+  std::unique_ptr<Sequential> g_train_;   // batch B
+  std::unique_ptr<Sequential> d_step_;    // batch 2B, D's own step
+  std::unique_ptr<Sequential> d_frozen_;  // batch B, inside G's step, input gradient only
   std::vector<float> d_labels_, g_labels_;
   std::vector<double> grad_sq_sums_, param_sq_sums_;
   int64_t step_ = 0;

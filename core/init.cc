@@ -89,7 +89,9 @@ void InitializeForReference(uint64_t seed, uint64_t key_offset, ParameterStore* 
     float* data = store->Data(e);
     for (int64_t i = 0; i < NumElements(e.dims); ++i) {
       const double r = 2.0 * UniformAt(key, i) - 1.0;
-      data[i] = static_cast<float>(!is_bn ? r * bound : e.param == "weight" ? 1.0 + r * 0.1 : r * 0.1);
+      data[i] = static_cast<float>(!is_bn                ? r * bound
+                                   : e.param == "weight" ? 1.0 + r * 0.1
+                                                         : r * 0.1);
     }
   }
 }

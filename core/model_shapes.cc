@@ -39,7 +39,8 @@ absl::Status NormalizeConv(const std::string& path, const ModelLimits& limits, C
   if (conv->stride() == 0) conv->set_stride(1);
   if (conv->padding() == gan::v1::PADDING_UNSPECIFIED) conv->set_padding(gan::v1::PADDING_VALID);
   if (!conv->has_use_bias()) conv->set_use_bias(true);
-  if (!gan::v1::Padding_IsValid(conv->padding())) return Invalid(path + ".padding", "unknown value");
+  if (!gan::v1::Padding_IsValid(conv->padding()))
+    return Invalid(path + ".padding", "unknown value");
   if (auto s = CheckRange(path + ".filters", conv->filters(), 1, limits.max_dimension); !s.ok()) {
     return s;
   }
@@ -121,8 +122,7 @@ absl::Status InferConv2DTranspose(const std::string& path, const ModelLimits& li
 absl::Status InferDense(const std::string& path, const ModelLimits& limits, LayerShape* layer) {
   gan::v1::Dense* dense = layer->spec.mutable_dense();
   if (!dense->has_use_bias()) dense->set_use_bias(true);
-  if (auto s = CheckRange(path + ".dense.units", dense->units(), 1, limits.max_features);
-      !s.ok()) {
+  if (auto s = CheckRange(path + ".dense.units", dense->units(), 1, limits.max_features); !s.ok()) {
     return s;
   }
   if (layer->input.size() != 1) {
@@ -182,8 +182,7 @@ absl::Status InferDropout(const std::string& path, LayerShape* layer) {
 absl::Status InferUpSampling2D(const std::string& path, const ModelLimits& limits,
                                LayerShape* layer) {
   const int64_t size = layer->spec.up_sampling2d().size();
-  if (auto s = CheckRange(path + ".up_sampling2d.size", size, 1, limits.max_upsampling);
-      !s.ok()) {
+  if (auto s = CheckRange(path + ".up_sampling2d.size", size, 1, limits.max_upsampling); !s.ok()) {
     return s;
   }
   if (auto s = RequireImage(path, layer->input, "UpSampling2D"); !s.ok()) return s;
@@ -205,10 +204,10 @@ absl::Status InferReshape(const std::string& path, const ModelLimits& limits, La
   }
   layer->output = {r.channels(), r.height(), r.width()};
   if (NumElements(layer->output) != NumElements(layer->input)) {
-    return Invalid(field, absl::StrCat("target ", DimsToString(layer->output), " has ",
-                                       NumElements(layer->output), " elements but the input ",
-                                       DimsToString(layer->input), " has ",
-                                       NumElements(layer->input)));
+    return Invalid(field,
+                   absl::StrCat("target ", DimsToString(layer->output), " has ",
+                                NumElements(layer->output), " elements but the input ",
+                                DimsToString(layer->input), " has ", NumElements(layer->input)));
   }
   return absl::OkStatus();
 }
@@ -248,7 +247,9 @@ int64_t NumElements(const Dims& dims) {
   return n;
 }
 
-std::string DimsToString(const Dims& dims) { return absl::StrCat("(", absl::StrJoin(dims, ","), ")"); }
+std::string DimsToString(const Dims& dims) {
+  return absl::StrCat("(", absl::StrJoin(dims, ","), ")");
+}
 
 SamePadding KerasSamePadding(int64_t in, int64_t kernel, int64_t stride) {
   SamePadding p;
@@ -262,8 +263,7 @@ SamePadding KerasSamePadding(int64_t in, int64_t kernel, int64_t stride) {
 absl::StatusOr<std::vector<LayerShape>> InferModelShapes(const gan::v1::ModelSpec& spec,
                                                          const Dims& input,
                                                          absl::string_view model_name,
-                                                         int64_t batch,
-                                                         const ModelLimits& limits) {
+                                                         int64_t batch, const ModelLimits& limits) {
   const std::string name(model_name);
   if (spec.layers().empty()) return Invalid(name + ".layers", "the model has no layers");
   if (spec.layers_size() > limits.max_layers) {
@@ -303,9 +303,9 @@ absl::StatusOr<std::vector<LayerShape>> InferModelShapes(const gan::v1::ModelSpe
     activation_bytes += 2.0 * static_cast<double>(NumElements(layer.output)) *
                         static_cast<double>(batch) * sizeof(float);
     if (activation_bytes > static_cast<double>(limits.max_activation_bytes)) {
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "%s: activations at batch %d need more than the limit of %d bytes", path, batch,
-          limits.max_activation_bytes));
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("%s: activations at batch %d need more than the limit of %d bytes", path,
+                          batch, limits.max_activation_bytes));
     }
     current = layer.output;
     layers.push_back(std::move(layer));

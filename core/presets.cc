@@ -42,7 +42,9 @@ class ModelBuilder {
     a->set_function(f), a->set_alpha(alpha);
     return *this;
   }
-  ModelBuilder& LeakyRelu(float alpha) { return Act(gan::v1::ACTIVATION_FUNCTION_LEAKY_RELU, alpha); }
+  ModelBuilder& LeakyRelu(float alpha) {
+    return Act(gan::v1::ACTIVATION_FUNCTION_LEAKY_RELU, alpha);
+  }
   ModelBuilder& Dropout(float rate) {
     model_.add_layers()->mutable_dropout()->set_rate(rate);
     return *this;
@@ -93,18 +95,32 @@ gan::v1::GanSpec Common(gan::v1::NoiseDistribution noise, int batch) {
 gan::v1::GanSpec SeedNetworks() {
   gan::v1::GanSpec spec = Common(gan::v1::NOISE_DISTRIBUTION_UNIFORM, 32);
   *spec.mutable_generator() = ModelBuilder()
-                                  .Dense(1024).BatchNorm().Act(kRelu)           // 0-2
-                                  .Dense(128 * 7 * 7).BatchNorm().Act(kRelu)    // 3-5
-                                  .Reshape(128, 7, 7).UpSampling(2)             // 6-7
-                                  .Conv(64, 5, 1, kSame).BatchNorm().Act(kRelu) // 8-10
-                                  .UpSampling(2).Conv(1, 5, 1, kSame)           // 11-12
-                                  .Act(kTanh)                                   // 13
+                                  .Dense(1024)
+                                  .BatchNorm()
+                                  .Act(kRelu)  // 0-2
+                                  .Dense(128 * 7 * 7)
+                                  .BatchNorm()
+                                  .Act(kRelu)  // 3-5
+                                  .Reshape(128, 7, 7)
+                                  .UpSampling(2)  // 6-7
+                                  .Conv(64, 5, 1, kSame)
+                                  .BatchNorm()
+                                  .Act(kRelu)  // 8-10
+                                  .UpSampling(2)
+                                  .Conv(1, 5, 1, kSame)  // 11-12
+                                  .Act(kTanh)            // 13
                                   .Build();
   *spec.mutable_discriminator() = ModelBuilder()
-                                      .Conv(64, 5, 2, kSame).LeakyRelu(0.2f)    // 0-1
-                                      .Conv(128, 5, 2, kValid).LeakyRelu(0.2f)  // 2-3
-                                      .Flatten().Dense(256).LeakyRelu(0.2f)     // 4-6
-                                      .Dropout(0.5f).Dense(1).Act(kSigmoid)     // 7-9
+                                      .Conv(64, 5, 2, kSame)
+                                      .LeakyRelu(0.2f)  // 0-1
+                                      .Conv(128, 5, 2, kValid)
+                                      .LeakyRelu(0.2f)  // 2-3
+                                      .Flatten()
+                                      .Dense(256)
+                                      .LeakyRelu(0.2f)  // 4-6
+                                      .Dropout(0.5f)
+                                      .Dense(1)
+                                      .Act(kSigmoid)  // 7-9
                                       .Build();
   return spec;
 }
@@ -112,16 +128,28 @@ gan::v1::GanSpec SeedNetworks() {
 gan::v1::GanSpec TfDcgan() {
   gan::v1::GanSpec spec = Common(gan::v1::NOISE_DISTRIBUTION_NORMAL, 256);
   *spec.mutable_generator() = ModelBuilder()
-                                  .Dense(7 * 7 * 256, false).BatchNorm().LeakyRelu(0.3f)  // 0-2
-                                  .Reshape(256, 7, 7)                                     // 3
-                                  .ConvT(128, 5, 1, false).BatchNorm().LeakyRelu(0.3f)    // 4-6
-                                  .ConvT(64, 5, 2, false).BatchNorm().LeakyRelu(0.3f)     // 7-9
-                                  .ConvT(1, 5, 2, false).Act(kTanh)                       // 10-11
+                                  .Dense(7 * 7 * 256, false)
+                                  .BatchNorm()
+                                  .LeakyRelu(0.3f)     // 0-2
+                                  .Reshape(256, 7, 7)  // 3
+                                  .ConvT(128, 5, 1, false)
+                                  .BatchNorm()
+                                  .LeakyRelu(0.3f)  // 4-6
+                                  .ConvT(64, 5, 2, false)
+                                  .BatchNorm()
+                                  .LeakyRelu(0.3f)  // 7-9
+                                  .ConvT(1, 5, 2, false)
+                                  .Act(kTanh)  // 10-11
                                   .Build();
   *spec.mutable_discriminator() = ModelBuilder()
-                                      .Conv(64, 5, 2, kSame).LeakyRelu(0.3f).Dropout(0.3f)   // 0-2
-                                      .Conv(128, 5, 2, kSame).LeakyRelu(0.3f).Dropout(0.3f)  // 3-5
-                                      .Flatten().Dense(1)                                    // 6-7
+                                      .Conv(64, 5, 2, kSame)
+                                      .LeakyRelu(0.3f)
+                                      .Dropout(0.3f)  // 0-2
+                                      .Conv(128, 5, 2, kSame)
+                                      .LeakyRelu(0.3f)
+                                      .Dropout(0.3f)  // 3-5
+                                      .Flatten()
+                                      .Dense(1)  // 6-7
                                       .Build();
   *spec.mutable_generator_optimizer() = Adam(1e-4f, 0.9f);
   *spec.mutable_discriminator_optimizer() = Adam(1e-4f, 0.9f);
@@ -141,9 +169,8 @@ absl::StatusOr<gan::v1::GanSpec> PresetSpec(absl::string_view name) {
     return spec;
   }
   if (name == "tf-dcgan") return TfDcgan();
-  return absl::InvalidArgumentError(absl::StrCat("preset: unknown preset '", name,
-                                                 "'; known presets: ",
-                                                 absl::StrJoin(PresetNames(), ", ")));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "preset: unknown preset '", name, "'; known presets: ", absl::StrJoin(PresetNames(), ", ")));
 }
 
 int SetHiddenActivations(const gan::v1::Activation& activation, gan::v1::ModelSpec* model) {

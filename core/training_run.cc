@@ -21,10 +21,10 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Create(const TrainingO
   const gan::v1::ImageShape& image = options.spec.image_shape();
   if (dataset->height() != image.height() || dataset->width() != image.width() ||
       dataset->channels() != image.channels()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "dataset '%s' holds %dx%dx%d images but the spec's image_shape is %dx%dx%d",
-        dataset->name(), dataset->height(), dataset->width(), dataset->channels(), image.height(),
-        image.width(), image.channels()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("dataset '%s' holds %dx%dx%d images but the spec's image_shape is %dx%dx%d",
+                        dataset->name(), dataset->height(), dataset->width(), dataset->channels(),
+                        image.height(), image.width(), image.channels()));
   }
   if (options.total_steps < 1) return absl::InvalidArgumentError("steps must be >= 1");
   GAN_ASSIGN_OR_RETURN(EpochSampler sampler,
@@ -47,8 +47,8 @@ absl::StatusOr<std::unique_ptr<TrainingRun>> TrainingRun::Create(const TrainingO
     std::error_code error;
     std::filesystem::create_directories(options.checkpoint_dir, error);
     if (error) {
-      return absl::InternalError(absl::StrCat("cannot create ", options.checkpoint_dir, ": ",
-                                              error.message()));
+      return absl::InternalError(
+          absl::StrCat("cannot create ", options.checkpoint_dir, ": ", error.message()));
     }
     // Temp files of writes a crash interrupted (the checkpoints themselves are never partial).
     for (const auto& entry : std::filesystem::directory_iterator(options.checkpoint_dir, error)) {
@@ -89,10 +89,10 @@ absl::StatusOr<int64_t> TrainingRun::ResumeFromLatest() {
   // Refuse another run's checkpoint before anything of it is restored.
   auto seed = checkpoint.metadata.find("seed");
   if (seed == checkpoint.metadata.end() || seed->second != absl::StrCat(options_.seed)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "checkpoint ", path, " was made with seed ",
-        seed == checkpoint.metadata.end() ? "(none)" : seed->second, ", this run uses ",
-        options_.seed));
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint ", path, " was made with seed ",
+                     seed == checkpoint.metadata.end() ? "(none)" : seed->second,
+                     ", this run uses ", options_.seed));
   }
   GAN_ASSIGN_OR_RETURN(CheckpointInfo info, RestoreCheckpoint(checkpoint, trainer_.get()));
   health_.Reset();
@@ -104,8 +104,8 @@ absl::Status TrainingRun::WriteCheckpoint(const TrainingCallbacks& callbacks) {
   // A run stopped before its first step has nothing to keep: its start is the seed's.
   if (options_.checkpoint_dir.empty() || step == 0) return absl::OkStatus();
   const std::string path = CheckpointPath(step);
-  GAN_RETURN_IF_ERROR(SaveCheckpoint(
-      path, *trainer_, {step, sampler_.EpochOf(step), options_.seed}));
+  GAN_RETURN_IF_ERROR(
+      SaveCheckpoint(path, *trainer_, {step, sampler_.EpochOf(step), options_.seed}));
   if (callbacks.on_checkpoint) callbacks.on_checkpoint(step, path);
   // Older checkpoints go only once the new one is durable.
   if (options_.keep_checkpoints > 0) {

@@ -22,7 +22,7 @@ prometheus::Histogram::BucketBoundaries SecondsBuckets() {
 // Queue waits from 50 us (a batch that forms at once) to ~10 s.
 prometheus::Histogram::BucketBoundaries QueueWaitBuckets() {
   return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-          0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,    10};
+          0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,   10};
 }
 
 // The state label values of the health gauges, indexed by gan::LayerHealth and
@@ -273,7 +273,7 @@ ServerMetrics::ServerMetrics()
 }
 
 GrpcMethodMetrics* ServerMetrics::Method(const std::string& service, const std::string& method,
-                                   RpcType type) {
+                                         RpcType type) {
   const std::string key = absl::StrCat(service, "/", method);
   std::lock_guard<std::mutex> lock(methods_mu_);
   std::unique_ptr<GrpcMethodMetrics>& entry = methods_[key];

@@ -253,11 +253,10 @@ grpc::ServerWriteReactor<gan::v1::ExportModelResponse>* TrainingServiceImpl::Exp
     return new FailedStream<gan::v1::ExportModelResponse>(std::move(call), valid);
   }
   JobManager* jobs = backends_.jobs;
-  return new ExportStream(std::move(call), context, backends_.inference, kInferenceQueue,
-                          [jobs, job_id = request->job_id(), step = request->checkpoint_step(),
-                           model = request->model()] {
-                            return ExportJobModel(jobs, job_id, step, model);
-                          });
+  return new ExportStream(
+      std::move(call), context, backends_.inference, kInferenceQueue,
+      [jobs, job_id = request->job_id(), step = request->checkpoint_step(),
+       model = request->model()] { return ExportJobModel(jobs, job_id, step, model); });
 }
 
 grpc::ServerUnaryReactor* ScoringServiceImpl::Score(grpc::CallbackServerContext* context,

@@ -44,9 +44,8 @@ TEST(HealthWarningsTest, OneLineWhenAFlagTurnsOnAndOneWhenItTurnsOff) {
       warnings.Update(Step(3, gan::v1::LAYER_HEALTH_OK, gan::v1::DISCRIMINATOR_HEALTH_STALLED)),
       ElementsAre("step 4: discriminator.0 gradient ok again (|grad|/|w| 0.002)",
                   StartsWith("warning: step 4: discriminator stalled (D(x) 0.500")));
-  EXPECT_THAT(
-      warnings.Update(Step(4, gan::v1::LAYER_HEALTH_OK, gan::v1::DISCRIMINATOR_HEALTH_OK)),
-      ElementsAre(StartsWith("step 5: discriminator ok again")));
+  EXPECT_THAT(warnings.Update(Step(4, gan::v1::LAYER_HEALTH_OK, gan::v1::DISCRIMINATOR_HEALTH_OK)),
+              ElementsAre(StartsWith("step 5: discriminator ok again")));
 }
 
 TEST(HealthWarningsTest, EventsWithoutHealthChangeNothing) {

@@ -92,7 +92,7 @@ std::string Describe(const Outcome& run) {
 }
 
 Outcome RunProcess(const std::vector<std::string>& args, const std::string& cwd,
-               absl::Duration timeout) {
+                   absl::Duration timeout) {
   Outcome run;
   const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<ChildProcess>> child = Spawn(args, cwd);
@@ -154,8 +154,8 @@ std::string ReadFile(const std::string& path) {
 }
 
 std::vector<std::string> SubmitArgs(int steps) {
-  return {"submit", "--preset", "seed-dcgan", "--steps", std::to_string(steps), "--batch", "8",
-          "--dataset", "synthetic", "--seed", "11"};
+  return {"submit",    "--preset",  "seed-dcgan", "--steps", std::to_string(steps), "--batch", "8",
+          "--dataset", "synthetic", "--seed",     "11"};
 }
 
 class GanctlTest : public ::testing::Test {
@@ -171,7 +171,8 @@ class GanctlTest : public ::testing::Test {
       EXPECT_THAT(status.status(), IsOk());
       if (status.ok()) {
         EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
-            << WaitStatusString(*status) << "\n" << server_->err();
+            << WaitStatusString(*status) << "\n"
+            << server_->err();
       }
     }
     server_.reset();
@@ -269,7 +270,8 @@ TEST_F(GanctlTest, SubmitStartsFromAnotherJobsCheckpointWithPytorchDefaults) {
   EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND")) << Describe(missing);
   for (const std::vector<std::string>& extra :
        {std::vector<std::string>{"--init_from", absl::StrCat(source, "@x")},
-        std::vector<std::string>{"--init_from", "@3"}, std::vector<std::string>{"--init_optimizer"}}) {
+        std::vector<std::string>{"--init_from", "@3"},
+        std::vector<std::string>{"--init_optimizer"}}) {
     args = SubmitArgs(2);
     args.insert(args.end(), extra.begin(), extra.end());
     const Outcome refused = Ganctl(args);
@@ -298,9 +300,10 @@ TEST_F(GanctlTest, SubmitWatchPrintsPlainProgressAndExitsZero) {
   ASSERT_GE(lines.size(), 3u) << Describe(run);
   EXPECT_THAT(lines[1], MatchesRegex(" *step +d_loss +g_loss +D\\(x\\) +D\\(G\\(z\\)\\) .*"))
       << Describe(run);
-  EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
-                          [](const std::string& line) { return absl::StrContains(line, "d_loss"); }),
-            1)
+  EXPECT_EQ(
+      std::count_if(lines.begin(), lines.end(),
+                    [](const std::string& line) { return absl::StrContains(line, "d_loss"); }),
+      1)
       << Describe(run);
   EXPECT_EQ(lines.back(), absl::StrCat("job ", lines.front(), " SUCCEEDED at step ", kSteps))
       << Describe(run);
@@ -491,9 +494,9 @@ TEST_F(GanctlTest, ServerErrorsExitOneWithTheCode) {
 }
 
 TEST_F(GanctlTest, AnUnreachableServerExitsOne) {
-  const Outcome run = RunProcess(
-      {GanctlBinary(), "--server", "127.0.0.1:1", "--deadline_seconds", "2", "health"}, "",
-      absl::Seconds(30));
+  const Outcome run =
+      RunProcess({GanctlBinary(), "--server", "127.0.0.1:1", "--deadline_seconds", "2", "health"},
+                 "", absl::Seconds(30));
   EXPECT_EQ(run.exit_code, 1) << Describe(run);
   EXPECT_EQ(run.out, "") << Describe(run);
   EXPECT_TRUE(absl::StartsWith(run.err, "ganctl: UNAVAILABLE: ") ||
@@ -607,20 +610,21 @@ TEST_F(GanctlTest, WatchSurvivesAServerKillAndPrintsEveryStepOnce) {
   absl::StatusOr<int> status = watch->Wait(absl::Now() + kJobTimeout);
   ASSERT_THAT(status.status(), IsOk()) << watch->out() << "\n" << watch->err();
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
-      << WaitStatusString(*status) << "\n--- stdout:\n" << watch->out() << "--- stderr:\n"
+      << WaitStatusString(*status) << "\n--- stdout:\n"
+      << watch->out() << "--- stderr:\n"
       << watch->err();
   RecordProperty("restart_seconds", absl::StrCat(absl::ToDoubleSeconds(restart)));
   RecordProperty("watch_seconds", absl::StrCat(absl::ToDoubleSeconds(absl::Now() - start)));
 
   std::vector<int64_t> expected;
   for (int64_t step = 1; step <= kSteps; ++step) expected.push_back(step);
-  EXPECT_EQ(StepsPrinted(watch->out()), expected)
-      << "--- stdout:\n" << watch->out() << "--- stderr:\n" << watch->err();
+  EXPECT_EQ(StepsPrinted(watch->out()), expected) << "--- stdout:\n"
+                                                  << watch->out() << "--- stderr:\n"
+                                                  << watch->err();
   EXPECT_THAT(watch->err(), HasSubstr("reconnecting")) << watch->err();
   const std::vector<std::string> lines = Lines(watch->out());
   ASSERT_FALSE(lines.empty());
-  EXPECT_EQ(lines.back(), absl::StrCat("job ", id, " SUCCEEDED at step ", kSteps))
-      << watch->out();
+  EXPECT_EQ(lines.back(), absl::StrCat("job ", id, " SUCCEEDED at step ", kSteps)) << watch->out();
 
   // A replay of the ended job shows where training resumed; when that is before the last step
   // printed before the kill, the watcher has seen steps that the server trained again.
@@ -636,12 +640,13 @@ TEST_F(GanctlTest, WatchSurvivesAServerKillAndPrintsEveryStepOnce) {
   }
   EXPECT_GE(resumed_from, 0) << "no resume marker\n" << Describe(replay);
   RecordProperty("resumed_from_step", static_cast<int>(resumed_from));
-  std::printf("watch across the kill: %zu steps printed before it, resumed from step %lld "
-              "(%s), restart took %s\n%s%s",
-              before.size(), static_cast<long long>(resumed_from),
-              resumed_from < before.back() ? "printed steps were trained again"
-                                           : "no printed step was trained again",
-              absl::FormatDuration(restart).c_str(), watch->out().c_str(), watch->err().c_str());
+  std::printf(
+      "watch across the kill: %zu steps printed before it, resumed from step %lld "
+      "(%s), restart took %s\n%s%s",
+      before.size(), static_cast<long long>(resumed_from),
+      resumed_from < before.back() ? "printed steps were trained again"
+                                   : "no printed step was trained again",
+      absl::FormatDuration(restart).c_str(), watch->out().c_str(), watch->err().c_str());
 }
 
 }  // namespace

@@ -137,8 +137,8 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& target) {
   if (body == std::string::npos) return absl::InternalError("no HTTP header end");
   const std::string status_line = response.substr(0, response.find("\r\n"));
   if (!absl::StrContains(status_line, " 200 ")) {
-    return absl::UnavailableError(absl::StrCat(target, ": ", status_line, ": ",
-                                               response.substr(body + 4, 500)));
+    return absl::UnavailableError(
+        absl::StrCat(target, ": ", status_line, ": ", response.substr(body + 4, 500)));
   }
   return response.substr(body + 4);
 }
@@ -178,14 +178,14 @@ class ServerMetricsTest : public ::testing::Test {
 
     const absl::Time deadline = absl::Now() + kStartTimeout;
     // "gan-server listening on 127.0.0.1:0 (port 41235), data in ..."
-    absl::StatusOr<gan::testing::GanServer> server = gan::testing::StartGanServer(
-        {{"--listen", "127.0.0.1:0"},
-         {"--metrics_listen", "127.0.0.1:0"},
-         {"--data_dir", dir_ + "/data"},
-         {"--default_dataset", "synthetic"},
-         {"--threads_per_job", "1"},
-         {"--checkpoint_every", "1000000"}},
-        kStartTimeout);
+    absl::StatusOr<gan::testing::GanServer> server =
+        gan::testing::StartGanServer({{"--listen", "127.0.0.1:0"},
+                                      {"--metrics_listen", "127.0.0.1:0"},
+                                      {"--data_dir", dir_ + "/data"},
+                                      {"--default_dataset", "synthetic"},
+                                      {"--threads_per_job", "1"},
+                                      {"--checkpoint_every", "1000000"}},
+                                     kStartTimeout);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(server->process);
     grpc_port_ = server->port;
@@ -264,9 +264,9 @@ class ServerMetricsTest : public ::testing::Test {
   static std::string Repo() { return ::gan::testing::TestDataPath("../.."); }
 
   // Polls Prometheus' /api/v1/alerts until `alertname` is firing with these labels; that alert.
-  absl::StatusOr<nlohmann::json> WaitForFiringAlert(const std::string& alertname,
-                                                    const std::map<std::string, std::string>& labels,
-                                                    absl::Duration timeout) {
+  absl::StatusOr<nlohmann::json> WaitForFiringAlert(
+      const std::string& alertname, const std::map<std::string, std::string>& labels,
+      absl::Duration timeout) {
     const absl::Time deadline = absl::Now() + timeout;
     std::string last = "no answer";
     while (absl::Now() < deadline) {
@@ -280,8 +280,8 @@ class ServerMetricsTest : public ::testing::Test {
         }
         for (const nlohmann::json& alert : reply["data"]["alerts"]) {
           const nlohmann::json& have = alert["labels"];
-          bool match = have.value("alertname", "") == alertname &&
-                       alert.value("state", "") == "firing";
+          bool match =
+              have.value("alertname", "") == alertname && alert.value("state", "") == "firing";
           for (const auto& [name, value] : labels) match = match && have.value(name, "") == value;
           if (match) return alert;
         }
@@ -414,8 +414,8 @@ TEST_F(ServerMetricsTest, PrometheusScrapesJobLossesAndRpcCounts) {
   if (::access(kPromtool, X_OK) == 0) {
     const std::string text_path = dir_ + "/metrics.txt";
     std::ofstream(text_path) << *exposition;
-    const std::string command = absl::StrCat(kPromtool, " check metrics < ", text_path, " > ",
-                                             dir_, "/promtool.txt 2>&1");
+    const std::string command =
+        absl::StrCat(kPromtool, " check metrics < ", text_path, " > ", dir_, "/promtool.txt 2>&1");
     const int status = std::system(command.c_str());
     std::ifstream report(dir_ + "/promtool.txt");
     std::string output((std::istreambuf_iterator<char>(report)), std::istreambuf_iterator<char>());
@@ -425,9 +425,9 @@ TEST_F(ServerMetricsTest, PrometheusScrapesJobLossesAndRpcCounts) {
   // The alert rules lint clean.
   const std::string repo = ::gan::testing::TestDataPath("../..");
   if (::access(kPromtool, X_OK) == 0) {
-    const std::string command = absl::StrCat(kPromtool, " check rules ", repo,
-                                             "/deploy/prometheus/alerts.yml > ", dir_,
-                                             "/rules.txt 2>&1");
+    const std::string command =
+        absl::StrCat(kPromtool, " check rules ", repo, "/deploy/prometheus/alerts.yml > ", dir_,
+                     "/rules.txt 2>&1");
     const int status = std::system(command.c_str());
     std::ifstream report(dir_ + "/rules.txt");
     std::string output((std::istreambuf_iterator<char>(report)), std::istreambuf_iterator<char>());
@@ -505,9 +505,9 @@ TEST_F(ServerMetricsTest, VanishingGradientAlertFiresForSigmoidHiddenLayers) {
     ASSERT_TRUE(status.ok()) << status.error_message();
   }
   // ~8 s of training on an idle 2-core machine; the timeout allows for a busy one.
-  absl::StatusOr<nlohmann::json> alert = WaitForFiringAlert(
-      kVanishingAlert, {{"job_id", job.job_id()}, {"layer", "discriminator.0"}},
-      absl::Seconds(240));
+  absl::StatusOr<nlohmann::json> alert =
+      WaitForFiringAlert(kVanishingAlert, {{"job_id", job.job_id()}, {"layer", "discriminator.0"}},
+                         absl::Seconds(240));
   ASSERT_TRUE(alert.ok()) << alert.status();
   EXPECT_EQ((*alert)["labels"].value("state", ""), "vanishing") << *alert;
 
@@ -517,8 +517,8 @@ TEST_F(ServerMetricsTest, VanishingGradientAlertFiresForSigmoidHiddenLayers) {
       absl::StrCat("gan_job_layer_gradient_norm{", job_label, ",layer=\"discriminator.0\"}"));
   ASSERT_TRUE(norm.ok()) << norm.status();
   EXPECT_GT(Value((*norm)[0]), 0.0);
-  absl::StatusOr<nlohmann::json> states = QueryUntilFound(absl::StrCat(
-      "gan_job_gradient_health{", job_label, ",layer=\"discriminator.0\"}"));
+  absl::StatusOr<nlohmann::json> states = QueryUntilFound(
+      absl::StrCat("gan_job_gradient_health{", job_label, ",layer=\"discriminator.0\"}"));
   ASSERT_TRUE(states.ok()) << states.status();
   ASSERT_EQ(states->size(), 3u) << *states;
   double sum = 0;

@@ -214,10 +214,9 @@ TEST_F(ServerWarmStartTest, AWarmStartedJobContinuesFromTheSourceCheckpointsLoss
   ASSERT_EQ(b100_steps.size(), kWindow);
   const Losses a_100 = MeanLosses(a_steps, 100 - kWindow / 2, 100 + kWindow / 2);
   const Losses b100_first = MeanLosses(b100_steps, 0, 1);
-  const std::string losses_100 =
-      absl::StrCat("A around step 100: ", a_100.d, " / ", a_100.g, "; B100's first step ",
-                   b100_first.d, " / ", b100_first.g, "; fresh C's first steps ", c_first.d,
-                   " / ", c_first.g);
+  const std::string losses_100 = absl::StrCat(
+      "A around step 100: ", a_100.d, " / ", a_100.g, "; B100's first step ", b100_first.d, " / ",
+      b100_first.g, "; fresh C's first steps ", c_first.d, " / ", c_first.g);
   RecordProperty("losses_100", losses_100);
   EXPECT_LT(Distance(b100_first, a_100), 0.5 * Distance(c_first, a_100)) << losses_100;
 }

@@ -51,13 +51,12 @@ int ListJobs(Connection& connection, const ListOptions& options);
 
 // `watch`: follows the job's metrics until it ends, printing a column header and a row per metric
 // event (on a terminal, one live row that each event rewrites), or with every > 0 rows that stay
-// for the first event, at each multiple of `every` steps and at the last step; "resumed from step N" markers (not on a
-// terminal) and
-// "job <id> <STATE> at step N[: error]" at the end; with --json, each StepMetrics and the final
-// Job. A dropped stream is reopened with backoff (0.5 s doubling to 8 s) from the step after the
-// last one printed, so every step is printed once. Returns 0 when the job SUCCEEDED, 3 when it
-// ended otherwise, 1 when the job cannot be read or the stream is refused (NOT_FOUND,
-// INVALID_ARGUMENT).
+// for the first event, at each multiple of `every` steps and at the last step; "resumed from step
+// N" markers (not on a terminal) and "job <id> <STATE> at step N[: error]" at the end; with --json,
+// each StepMetrics and the final Job. A dropped stream is reopened with backoff (0.5 s doubling to
+// 8 s) from the step after the last one printed, so every step is printed once. Returns 0 when the
+// job SUCCEEDED, 3 when it ended otherwise, 1 when the job cannot be read or the stream is refused
+// (NOT_FOUND, INVALID_ARGUMENT).
 int Watch(Connection& connection, const std::string& job_id, int64_t every = 0);
 
 // `score`: the probabilities that a job's discriminator gives images.

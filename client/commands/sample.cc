@@ -30,13 +30,14 @@ int Sample(Connection& connection, const SampleOptions& options) {
       absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(pixels.data()), pixels.size());
   if (absl::EndsWith(options.out, ".idx")) {
     if (response.channels() != 1) {
-      ReportError(absl::StrCat("--out: an IDX file holds one-channel images and this generator "
-                               "draws ",
-                               response.channels(), " channels; write a .png instead"));
+      ReportError(
+          absl::StrCat("--out: an IDX file holds one-channel images and this generator "
+                       "draws ",
+                       response.channels(), " channels; write a .png instead"));
       return kExitUsage;
     }
-    const absl::Status written = WriteIdxFile(
-        options.out, {response.count(), response.height(), response.width()}, bytes);
+    const absl::Status written =
+        WriteIdxFile(options.out, {response.count(), response.height(), response.width()}, bytes);
     if (!written.ok()) {
       ReportError(written.message());
       return kExitFileError;
@@ -44,8 +45,8 @@ int Sample(Connection& connection, const SampleOptions& options) {
     std::printf("%s\n", options.out.c_str());
     return kExitOk;
   }
-  const absl::Status written = WritePngGrid(
-      options.out, bytes, response.count(), response.height(), response.width(), response.channels(), options.columns);
+  const absl::Status written = WritePngGrid(options.out, bytes, response.count(), response.height(),
+                                            response.width(), response.channels(), options.columns);
   if (!written.ok()) {
     ReportError(written.message());
     return kExitFileError;

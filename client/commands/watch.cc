@@ -84,16 +84,17 @@ int Watch(Connection& connection, const std::string& job_id, int64_t every) {
         transient_line = false;
       }
       if (first_step_seen < 0) first_step_seen = m.step();
-      // Rows that stay: the first event, the first at or past each multiple of `every`, the last, or every event off a terminal when
-      // `every` is 0. A terminal also shows each event on one live line that the next overwrites.
+      // Rows that stay: the first event, the first at or past each multiple of `every`, the last,
+      // or every event off a terminal when `every` is 0. A terminal also shows each event on one
+      // live line that the next overwrites.
       const bool keep = every > 0 ? !header_printed || next_step / every > last_kept / every ||
                                         next_step == job.total_steps()
                                   : !tty;
       if (keep) last_kept = next_step;
       if (!keep && !tty) continue;
       if (!header_printed) {
-        std::printf("%s%15s  %8s  %8s  %6s  %7s  %6s  %7s\n", transient_line ? "\r" : "",
-                    "step", "d_loss", "g_loss", "D(x)", "D(G(z))", "img/s", "ETA");
+        std::printf("%s%15s  %8s  %8s  %6s  %7s  %6s  %7s\n", transient_line ? "\r" : "", "step",
+                    "d_loss", "g_loss", "D(x)", "D(G(z))", "img/s", "ETA");
         header_printed = true;
       }
       const double elapsed =
