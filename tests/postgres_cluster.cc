@@ -63,6 +63,25 @@ absl::StatusOr<std::unique_ptr<PostgresCluster>> PostgresCluster::Start() {
     return absl::NotFoundError(
         "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (install postgresql)");
   }
+  if (::geteuid() == 0) {
+    // Where other users cannot traverse the file system (a chroot whose root directory is 0700),
+    // the postgres user cannot even start initdb: that is a machine without a usable PostgreSQL,
+    // like one without the package, not a failure of the code under test.
+    ChildOptions options;
+    options.capture_stderr = true;
+    options.null_stdin = true;
+    options.cwd = "/";
+    absl::StatusOr<std::unique_ptr<ChildProcess>> probe = ChildProcess::Start(
+        {"/usr/sbin/runuser", "-u", "postgres", "--", bin_dir + "/initdb", "--version"}, options);
+    if (probe.ok()) {
+      absl::StatusOr<int> status = (*probe)->Wait(absl::Now() + absl::Seconds(60));
+      if (status.ok() && (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0)) {
+        return absl::NotFoundError(absl::StrCat("the postgres user cannot run ", bin_dir,
+                                                "/initdb on this machine (",
+                                                WaitStatusString(*status), "): ", (*probe)->err()));
+      }
+    }
+  }
   // Under /tmp, which the postgres user can reach (a test's own temporary directory may not be).
   std::string dir = "/tmp/gan-pg-XXXXXX";
   if (::mkdtemp(dir.data()) == nullptr) return absl::InternalError("mkdtemp failed");
@@ -112,7 +131,8 @@ absl::Status PostgresCluster::Run(const std::string& binary,
   options.cwd = dir_;
   absl::StatusOr<std::unique_ptr<ChildProcess>> child = ChildProcess::Start(argv, options);
   if (!child.ok()) {
-    // Internal, not NOT_FOUND: only missing PostgreSQL binaries make the tests skip.
+    // Internal, not NOT_FOUND: only a PostgreSQL that is missing or cannot run at all as the
+    // postgres user (Start) makes the tests skip.
     return absl::InternalError(
         absl::StrCat("cannot run ", argv[0], ": ", child.status().message()));
   }

@@ -17,8 +17,9 @@ namespace gan::testing {
 
 class PostgresCluster {
  public:
-  // NOT_FOUND when no PostgreSQL server binaries are installed (callers skip the test); other
-  // errors carry the failing command's output.
+  // NOT_FOUND when no PostgreSQL server binaries are installed, or (as root) the postgres user
+  // cannot run them at all, e.g. in a chroot whose root directory only root may enter (callers
+  // skip the test, printing why); other errors carry the failing command's output.
   static absl::StatusOr<std::unique_ptr<PostgresCluster>> Start();
 
   ~PostgresCluster();
