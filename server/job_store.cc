@@ -1,5 +1,6 @@
 #include "server/job_store.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -14,6 +15,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
+#include "io/status_macros.h"
 
 namespace gan::server {
 
@@ -98,6 +100,37 @@ absl::StatusOr<PageCursor> DecodePageToken(const std::string& token, gan::v1::Jo
   }
   cursor.job_id = std::move(parts[3]);
   return cursor;
+}
+
+absl::StatusOr<JobPage> ParseJobPage(gan::v1::JobState state, int page_size,
+                                     const std::string& page_token) {
+  if (page_size < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size must not be negative, got ", page_size));
+  }
+  JobPage page;
+  page.limit =
+      page_size == 0 ? JobStore::kDefaultPageSize : std::min(page_size, JobStore::kMaxPageSize);
+  if (!page_token.empty()) {
+    GAN_ASSIGN_OR_RETURN(page.cursor, DecodePageToken(page_token, state));
+    page.has_cursor = true;
+  }
+  return page;
+}
+
+void EndJobPage(gan::v1::JobState state, const JobPage& page, std::vector<JobRecord>* jobs,
+                std::string* next_page_token) {
+  std::string next;
+  if (static_cast<int64_t>(jobs->size()) > page.limit) {
+    jobs->resize(static_cast<size_t>(page.limit));
+    next = EncodePageToken(state, jobs->back());
+  }
+  if (next_page_token != nullptr) *next_page_token = std::move(next);
+}
+
+absl::Status CheckReadMetricsLimit(int limit) {
+  if (limit > 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("limit must be positive, got ", limit));
 }
 
 }  // namespace gan::server

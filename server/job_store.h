@@ -79,9 +79,9 @@ struct CheckpointRow {
   std::string path;
 };
 
-// The interface every backend implements (today SQLite: server/sqlite_job_store.h). Every method
-// may be called from any thread; each multi-statement change is atomic, so readers never see half
-// of it and a failure leaves nothing.
+// The interface every backend implements (server/sqlite_job_store.h, server/postgres_job_store.h).
+// Every method may be called from any thread; each multi-statement change is atomic, so readers
+// never see half of it and a failure leaves nothing.
 class JobStore {
  public:
   // ListJobs' page size for page_size 0, and the largest page it returns.
@@ -291,6 +291,23 @@ std::string EncodePageToken(gan::v1::JobState state, const JobRecord& last);
 // INVALID_ARGUMENT naming page_token for a token that is not one, or was issued for another
 // state filter.
 absl::StatusOr<PageCursor> DecodePageToken(const std::string& token, gan::v1::JobState state);
+
+// ListJobs' arguments as every backend checks them (the rules are JobStore::ListJobs'): the rows a
+// page holds and where it starts. A backend queries limit + 1 rows; the extra one says whether
+// another page follows.
+struct JobPage {
+  int64_t limit = 0;
+  bool has_cursor = false;  // false: the first page
+  PageCursor cursor;
+};
+absl::StatusOr<JobPage> ParseJobPage(gan::v1::JobState state, int page_size,
+                                     const std::string& page_token);
+// Cuts the rows a backend fetched for `page` to the page and sets *next_page_token (may be null)
+// to the token of the next page, or empty after the last.
+void EndJobPage(gan::v1::JobState state, const JobPage& page, std::vector<JobRecord>* jobs,
+                std::string* next_page_token);
+// ReadMetrics' `limit`: INVALID_ARGUMENT unless positive.
+absl::Status CheckReadMetricsLimit(int limit);
 
 }  // namespace gan::server
 

@@ -340,15 +340,7 @@ absl::StatusOr<JobRecord> PostgresJobStore::GetJob(const std::string& job_id) {
 absl::StatusOr<std::vector<JobRecord>> PostgresJobStore::ListJobs(
     gan::v1::JobState state, const std::optional<std::string>& principal, int page_size,
     const std::string& page_token, std::string* next_page_token) {
-  if (page_size < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size must not be negative, got ", page_size));
-  }
-  const int64_t limit = page_size == 0 ? kDefaultPageSize : std::min(page_size, kMaxPageSize);
-  PageCursor cursor;
-  if (!page_token.empty()) {
-    GAN_ASSIGN_OR_RETURN(cursor, DecodePageToken(page_token, state));
-  }
+  GAN_ASSIGN_OR_RETURN(const JobPage page, ParseJobPage(state, page_size, page_token));
   absl::MutexLock lock(&mu_);
   GAN_ASSIGN_OR_RETURN(
       Result result,
@@ -359,19 +351,14 @@ absl::StatusOr<std::vector<JobRecord>> PostgresJobStore::ListJobs(
             " ORDER BY create_time_us DESC, job_id DESC LIMIT $5::BIGINT",
             Params()
                 .Add(state)
-                .Add(page_token.empty() ? 0 : 1)
-                .Add(cursor.create_time_us)
-                .AddText(cursor.job_id)
-                .Add(limit + 1)  // one more than the page tells whether another page follows
+                .Add(page.has_cursor ? 1 : 0)
+                .Add(page.cursor.create_time_us)
+                .AddText(page.cursor.job_id)
+                .Add(page.limit + 1)  // one more than the page tells whether another page follows
                 .Add(principal.has_value() ? 1 : 0)
                 .AddText(principal.value_or(""))));
   GAN_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, ReadJobs(result));
-  std::string next;
-  if (static_cast<int64_t>(jobs.size()) > limit) {
-    jobs.resize(static_cast<size_t>(limit));
-    next = EncodePageToken(state, jobs.back());
-  }
-  if (next_page_token != nullptr) *next_page_token = std::move(next);
+  EndJobPage(state, page, &jobs, next_page_token);
   return jobs;
 }
 
@@ -449,9 +436,7 @@ absl::StatusOr<std::vector<MetricRow>> PostgresJobStore::ReadMetrics(const std::
                                                                      int64_t from_step,
                                                                      int64_t after_sequence,
                                                                      int limit) {
-  if (limit <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("limit must be positive, got ", limit));
-  }
+  GAN_RETURN_IF_ERROR(CheckReadMetricsLimit(limit));
   absl::MutexLock lock(&mu_);
   // One statement: the job's existence and its events from the same snapshot.
   GAN_ASSIGN_OR_RETURN(

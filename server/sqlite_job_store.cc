@@ -358,15 +358,7 @@ absl::StatusOr<JobRecord> SqliteJobStore::GetJob(const std::string& job_id) {
 absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(
     gan::v1::JobState state, const std::optional<std::string>& principal, int page_size,
     const std::string& page_token, std::string* next_page_token) {
-  if (page_size < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size must not be negative, got ", page_size));
-  }
-  const int64_t limit = page_size == 0 ? kDefaultPageSize : std::min(page_size, kMaxPageSize);
-  PageCursor cursor;
-  if (!page_token.empty()) {
-    GAN_ASSIGN_OR_RETURN(cursor, DecodePageToken(page_token, state));
-  }
+  GAN_ASSIGN_OR_RETURN(const JobPage page, ParseJobPage(state, page_size, page_token));
 
   absl::MutexLock lock(&mu_);
   // ?1 state filter (0: all); ?2 whether a cursor is set; (?3, ?4) the last job already returned;
@@ -378,19 +370,14 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(
                                     " AND (?6 = 0 OR principal = ?7)"
                                     " ORDER BY create_time_us DESC, job_id DESC LIMIT ?5"));
   select.Bind(state)
-      .Bind(page_token.empty() ? 0 : 1)
-      .Bind(cursor.create_time_us)
-      .BindText(cursor.job_id)
-      .Bind(limit + 1)  // one more than the page tells whether another page follows
+      .Bind(page.has_cursor ? 1 : 0)
+      .Bind(page.cursor.create_time_us)
+      .BindText(page.cursor.job_id)
+      .Bind(page.limit + 1)  // one more than the page tells whether another page follows
       .Bind(principal.has_value() ? 1 : 0)
       .BindText(principal.value_or(""));
   GAN_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, ReadJobs(select));
-  std::string next;
-  if (static_cast<int64_t>(jobs.size()) > limit) {
-    jobs.resize(static_cast<size_t>(limit));
-    next = EncodePageToken(state, jobs.back());
-  }
-  if (next_page_token != nullptr) *next_page_token = std::move(next);
+  EndJobPage(state, page, &jobs, next_page_token);
   return jobs;
 }
 
@@ -470,9 +457,7 @@ absl::StatusOr<std::vector<MetricRow>> SqliteJobStore::ReadMetrics(const std::st
                                                                    int64_t from_step,
                                                                    int64_t after_sequence,
                                                                    int limit) {
-  if (limit <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("limit must be positive, got ", limit));
-  }
+  GAN_RETURN_IF_ERROR(CheckReadMetricsLimit(limit));
   absl::MutexLock lock(&mu_);
   GAN_RETURN_IF_ERROR(RequireJob(*db_, job_id));
   GAN_ASSIGN_OR_RETURN(
