@@ -7,9 +7,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <filesystem>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -69,7 +71,22 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(std::vector<st
   posix_spawnattr_setsigdefault(&attributes, &defaults);
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
-  const int error = posix_spawn(&pid, argv[0], &actions, &attributes, argv.data(), environ);
+  // The inherited environment, with options.env's entries replacing those of the same name.
+  std::vector<std::string> env_strings;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view var(*entry);
+    const bool replaced = std::any_of(options.env.begin(), options.env.end(), [&](const auto& e) {
+      const size_t eq = e.find('=');
+      return eq != std::string::npos &&
+             var.substr(0, eq + 1) == std::string_view(e).substr(0, eq + 1);
+    });
+    if (!replaced) env_strings.emplace_back(var);
+  }
+  env_strings.insert(env_strings.end(), options.env.begin(), options.env.end());
+  std::vector<char*> envp;
+  for (std::string& entry : env_strings) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  const int error = posix_spawn(&pid, argv[0], &actions, &attributes, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
   if (out[1] >= 0) ::close(out[1]);
@@ -97,8 +114,8 @@ absl::StatusOr<std::string> ChildProcess::ReadLine(absl::Time deadline) {
       return line;
     }
     if (out_fd_ < 0) {
-      return absl::InternalError(absl::StrCat("exited; stdout: '", out_.substr(line_start_),
-                                              "'; stderr: '", err_, "'"));
+      return absl::InternalError(
+          absl::StrCat("exited; stdout: '", out_.substr(line_start_), "'; stderr: '", err_, "'"));
     }
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return absl::DeadlineExceededError("no line in time");
@@ -209,30 +226,38 @@ std::string GanServer::address() const { return absl::StrCat("127.0.0.1:", port)
 
 absl::StatusOr<GanServer> StartGanServer(const std::map<std::string, std::string>& flags,
                                          absl::Duration timeout, const ChildOptions& options) {
-  const std::string binary = BinaryNextToTests("gan-server");
-  if (::access(binary.c_str(), X_OK) != 0) {
-    return absl::NotFoundError(
-        absl::StrCat("no gan-server binary at ", binary, " (build the gan-server target)"));
-  }
   std::map<std::string, std::string> all = {{"--listen", "127.0.0.1:0"},
                                             {"--default_dataset", "synthetic"},
                                             {"--checkpoint_every", "2"},
                                             {"--threads_per_job", "1"}};
   for (const auto& [name, value] : flags) all[name] = value;
-  std::vector<std::string> args = {binary};
+  std::vector<std::string> args;
   for (const auto& [name, value] : all) {
     args.push_back(name);
     args.push_back(value);
   }
+  return StartGanServerWithArgs(args, timeout, options);
+}
+
+absl::StatusOr<GanServer> StartGanServerWithArgs(const std::vector<std::string>& args,
+                                                 absl::Duration timeout,
+                                                 const ChildOptions& options) {
+  const std::string binary = BinaryNextToTests("gan-server");
+  if (::access(binary.c_str(), X_OK) != 0) {
+    return absl::NotFoundError(
+        absl::StrCat("no gan-server binary at ", binary, " (build the gan-server target)"));
+  }
+  std::vector<std::string> argv = {binary};
+  argv.insert(argv.end(), args.begin(), args.end());
   GanServer server;
-  absl::StatusOr<std::unique_ptr<ChildProcess>> process = ChildProcess::Start(args, options);
+  absl::StatusOr<std::unique_ptr<ChildProcess>> process = ChildProcess::Start(argv, options);
   if (!process.ok()) return process.status();
   server.process = *std::move(process);
   absl::StatusOr<std::string> line = server.process->ReadLine(absl::Now() + timeout);
   if (!line.ok()) {
-    return absl::Status(line.status().code(),
-                        absl::StrCat("gan-server did not print its 'listening' line: ",
-                                     line.status().message()));
+    return absl::Status(
+        line.status().code(),
+        absl::StrCat("gan-server did not print its 'listening' line: ", line.status().message()));
   }
   // "gan-server listening on 127.0.0.1:0 (port 41235), data in /tmp/..."
   const size_t at = line->find("(port ");

@@ -28,6 +28,8 @@ struct ChildOptions {
   std::string cwd;
   // Fail with NotFound when argv[0] is not executable.
   bool check_executable = false;
+  // NAME=VALUE entries added to (or replacing those of) the inherited environment.
+  std::vector<std::string> env;
 };
 
 class ChildProcess {
@@ -90,8 +92,11 @@ struct GanServer {
 // dataset, a checkpoint every 2 steps, one thread per job; --data_dir must be given) and waits
 // up to `timeout` for its "gan-server listening on ... (port N)" line.
 absl::StatusOr<GanServer> StartGanServer(const std::map<std::string, std::string>& flags,
-                                         absl::Duration timeout,
-                                         const ChildOptions& options = {});
+                                         absl::Duration timeout, const ChildOptions& options = {});
+// Starts build/bin/gan-server with exactly `args` (no defaults added) and waits as above.
+absl::StatusOr<GanServer> StartGanServerWithArgs(const std::vector<std::string>& args,
+                                                 absl::Duration timeout,
+                                                 const ChildOptions& options = {});
 
 }  // namespace gan::testing
 

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -195,6 +197,38 @@ absl::StatusOr<std::string> PostgresCluster::CreateDatabase() {
   const std::string name = absl::StrCat("gan_test_", ++databases_);
   if (absl::Status s = Exec("postgres", "CREATE DATABASE " + name); !s.ok()) return s;
   return Url(name);
+}
+
+absl::Status PostgresCluster::CreatePasswordDatabase(const std::string& name,
+                                                     const std::string& password) {
+  for (const std::string& word : {name, password}) {
+    if (word.empty() ||
+        word.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos) {
+      return absl::InvalidArgumentError("role names and passwords here are [a-z0-9_]+");
+    }
+  }
+  if (absl::Status s =
+          Exec("postgres", absl::StrCat("CREATE ROLE ", name, " LOGIN PASSWORD '", password, "'"));
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = Exec("postgres", absl::StrCat("CREATE DATABASE ", name, " OWNER ", name));
+      !s.ok()) {
+    return s;
+  }
+  // pg_hba.conf: the first matching line wins, so this one goes before initdb's trust lines.
+  const std::string hba = dir_ + "/data/pg_hba.conf";
+  std::string lines;
+  {
+    std::ifstream in(hba);
+    if (!in) return absl::InternalError(absl::StrCat("cannot read ", hba));
+    lines.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::ofstream out(hba, std::ios::trunc);  // keeps the file's owner (postgres)
+  out << "host " << name << " " << name << " 127.0.0.1/32 scram-sha-256\n" << lines;
+  out.close();
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", hba));
+  return Run("pg_ctl", {"-D", dir_ + "/data", "reload"});
 }
 
 namespace {

@@ -31,6 +31,10 @@ class PostgresCluster {
   std::string Url(const std::string& database) const;
   // A new, empty database; returns its URL.
   absl::StatusOr<std::string> CreateDatabase();
+  // A login role `name` with `password` and a database `name` it owns, which that role reaches
+  // over TCP only with the password (scram-sha-256), as on a production server; the other
+  // databases stay password-free for the postgres user. `name` and `password`: [a-z0-9_].
+  absl::Status CreatePasswordDatabase(const std::string& name, const std::string& password);
 
   // Runs SQL text (several statements allowed) in `database`, as another client would.
   absl::Status Exec(const std::string& database, const std::string& sql) const;
