@@ -64,10 +64,8 @@ class InferenceServiceTest : public ::testing::Test {
     Options options;
     options.listen = "127.0.0.1:0";
     options.metrics_listen = "";
-    // Per suite (MakeTempDir needs a running test).
-    const std::filesystem::path dir =
-        std::filesystem::path(::testing::TempDir()) / "InferenceServiceTest";
-    std::filesystem::remove_all(dir);
+    const std::filesystem::path dir(gan::testing::MakeSuiteTempDir("InferenceServiceTest"));
+    dir_ = new std::string(dir.string());
     options.data_dir = (dir / "data").string();
     options.default_dataset = "synthetic";
     options.threads_per_job = 1;
@@ -103,6 +101,8 @@ class InferenceServiceTest : public ::testing::Test {
     delete channel_;
     delete server_;
     delete job_id_;
+    if (dir_ != nullptr) std::filesystem::remove_all(*dir_);
+    delete dir_;
   }
 
   void SetUp() override {
@@ -128,8 +128,8 @@ class InferenceServiceTest : public ::testing::Test {
     auto* input = request.add_inputs();
     input->set_name("images");
     input->set_datatype("UINT8");
-    for (int64_t d : {static_cast<int64_t>(pixels.size() / 784), int64_t{28}, int64_t{28},
-                      int64_t{1}}) {
+    for (int64_t d :
+         {static_cast<int64_t>(pixels.size() / 784), int64_t{28}, int64_t{28}, int64_t{1}}) {
       input->add_shape(d);
     }
     request.add_raw_input_contents(pixels);
@@ -139,8 +139,8 @@ class InferenceServiceTest : public ::testing::Test {
   gan::v1::ScoreResponse ScoreV1(const std::string& pixels) {
     gan::v1::ScoreRequest request;
     request.set_job_id(*job_id_);
-    for (int64_t d : {static_cast<int64_t>(pixels.size() / 784), int64_t{28}, int64_t{28},
-                      int64_t{1}}) {
+    for (int64_t d :
+         {static_cast<int64_t>(pixels.size() / 784), int64_t{28}, int64_t{28}, int64_t{1}}) {
       request.add_shape(d);
     }
     request.set_uint8_pixels(pixels);
@@ -167,6 +167,7 @@ class InferenceServiceTest : public ::testing::Test {
   static Server* server_;
   static std::shared_ptr<grpc::Channel>* channel_;
   static std::string* job_id_;
+  static std::string* dir_;
   std::unique_ptr<GRPCInferenceService::Stub> stub_;
   std::unique_ptr<gan::v1::ScoringService::Stub> scoring_;
 };
@@ -174,6 +175,7 @@ class InferenceServiceTest : public ::testing::Test {
 Server* InferenceServiceTest::server_ = nullptr;
 std::shared_ptr<grpc::Channel>* InferenceServiceTest::channel_ = nullptr;
 std::string* InferenceServiceTest::job_id_ = nullptr;
+std::string* InferenceServiceTest::dir_ = nullptr;
 
 TEST_F(InferenceServiceTest, HealthAndServerMetadata) {
   {
@@ -218,8 +220,7 @@ TEST_F(InferenceServiceTest, ModelReadyForBothModelsAndKnownVersionsOnly) {
   EXPECT_TRUE(is_ready);
   ASSERT_TRUE(ready(*job_id_, "7", &is_ready).ok());
   EXPECT_FALSE(is_ready);
-  EXPECT_EQ(ready("job-0000000000000000", "", &is_ready).error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(ready("job-0000000000000000", "", &is_ready).error_code(), grpc::StatusCode::NOT_FOUND);
   const grpc::Status bad = ready(*job_id_, "v1", &is_ready);
   EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(bad.error_message(), HasSubstr("version"));
@@ -333,13 +334,13 @@ TEST_F(InferenceServiceTest, GeneratorRunsOnTheClientsNoise) {
   // Image i depends only on noise row i: the second row alone gives the second image.
   ModelInferRequest one = request;
   one.mutable_inputs(0)->set_shape(0, 1);
-  one.set_raw_input_contents(
-      0, RawFloats(std::vector<float>(noise.begin() + 16, noise.begin() + 32)));
+  one.set_raw_input_contents(0,
+                             RawFloats(std::vector<float>(noise.begin() + 16, noise.begin() + 32)));
   ModelInferResponse one_response;
   ASSERT_TRUE(Infer(one, &one_response).ok());
-  gan::testing::ExpectAllClose(
-      "second image", Output(one_response, "images"),
-      std::vector<float>(images.begin() + 784, images.begin() + 2 * 784), 1e-6, 0);
+  gan::testing::ExpectAllClose("second image", Output(one_response, "images"),
+                               std::vector<float>(images.begin() + 784, images.begin() + 2 * 784),
+                               1e-6, 0);
   // Different noise, different images.
   EXPECT_NE(std::vector<float>(images.begin(), images.begin() + 784),
             std::vector<float>(images.begin() + 784, images.begin() + 2 * 784));
@@ -375,11 +376,13 @@ TEST_F(InferenceServiceTest, BadTensorsAreInvalidArgumentNamingTheTensor) {
       {"variable dim", shape({-1, 28, 28, 1}), "images: shape [-1, 28, 28, 1]: every dimension"},
       {"overflow", shape({int64_t{1} << 40, int64_t{1} << 40, 1, 1}),
        "images: shape [1099511627776, 1099511627776, 1, 1]: element count overflows"},
-      {"over the limit", shape({33, 28, 28, 1}), "images: shape [33, 28, 28, 1]: N 33 exceeds "
-                                                 "--max_score_batch 32"},
+      {"over the limit", shape({33, 28, 28, 1}),
+       "images: shape [33, 28, 28, 1]: N 33 exceeds "
+       "--max_score_batch 32"},
       {"short payload", [](ModelInferRequest* r) { r->set_raw_input_contents(0, "abc"); },
        "images: 3 bytes in raw_input_contents for UINT8 shape [2, 28, 28, 1], which needs 1568"},
-      {"FP32 size of UINT8", [](ModelInferRequest* r) { r->mutable_inputs(0)->set_datatype("FP32"); },
+      {"FP32 size of UINT8",
+       [](ModelInferRequest* r) { r->mutable_inputs(0)->set_datatype("FP32"); },
        "images: 1568 bytes in raw_input_contents for FP32 shape [2, 28, 28, 1], which needs 6272"},
       {"raw and typed",
        [](ModelInferRequest* r) { r->mutable_inputs(0)->mutable_contents()->add_uint_contents(1); },

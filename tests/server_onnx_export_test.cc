@@ -183,10 +183,8 @@ void PrintTo(const PresetCase& c, std::ostream* os) {
 class OnnxExportEndToEndTest : public ::testing::TestWithParam<PresetCase> {
  protected:
   static void SetUpTestSuite() {
-    const std::filesystem::path dir =
-        std::filesystem::path(::testing::TempDir()) / "OnnxExportEndToEndTest";
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
+    const std::filesystem::path dir(gan::testing::MakeSuiteTempDir("OnnxExportEndToEndTest"));
+    dir_ = new std::string(dir.string());
     absl::StatusOr<GanServer> server = StartGanServer({{"--data_dir", (dir / "data").string()},
                                                        {"--metrics_listen", ""},
                                                        {"--max_concurrent_jobs", "2"}},
@@ -199,6 +197,9 @@ class OnnxExportEndToEndTest : public ::testing::TestWithParam<PresetCase> {
     if (server_ != nullptr) server_->process->Terminate(absl::Seconds(30)).IgnoreError();
     delete server_;
     server_ = nullptr;
+    if (dir_ != nullptr) std::filesystem::remove_all(*dir_);
+    delete dir_;
+    dir_ = nullptr;
   }
 
   void SetUp() override {
@@ -310,6 +311,7 @@ class OnnxExportEndToEndTest : public ::testing::TestWithParam<PresetCase> {
   }
 
   static GanServer* server_;
+  static std::string* dir_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<gan::v1::TrainingService::Stub> training_;
   std::unique_ptr<gan::v1::ScoringService::Stub> scoring_;
@@ -317,6 +319,7 @@ class OnnxExportEndToEndTest : public ::testing::TestWithParam<PresetCase> {
 };
 
 GanServer* OnnxExportEndToEndTest::server_ = nullptr;
+std::string* OnnxExportEndToEndTest::dir_ = nullptr;
 
 TEST_P(OnnxExportEndToEndTest, OnnxRuntimeAgreesWithTheService) {
   if (const absl::StatusOr<std::string> node = NodeBinary(); !node.ok()) {

@@ -1,10 +1,13 @@
 #include "tests/test_util.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace gan::testing {
@@ -31,8 +34,16 @@ std::string MakeTempDir(const std::string& name) {
   return dir.string();
 }
 
-void ExpectAllClose(const std::string& what, const float* actual, const float* expected,
-                    size_t n, double atol, double rtol) {
+std::string MakeSuiteTempDir(const std::string& suite) {
+  std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / absl::StrCat(suite, ".", ::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+void ExpectAllClose(const std::string& what, const float* actual, const float* expected, size_t n,
+                    double atol, double rtol) {
   double max_diff = 0;
   size_t worst = 0, failures = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -66,8 +77,7 @@ void ExpectBitwiseEqual(const ::gan::StepMetrics& a, const ::gan::StepMetrics& b
   for (size_t i = 0; i < a.grad_norms.size(); ++i) {
     EXPECT_EQ(a.grad_norms[i].layer, b.grad_norms[i].layer);
     EXPECT_TRUE(SameBits(a.grad_norms[i].norm, b.grad_norms[i].norm))
-        << a.grad_norms[i].layer << ": " << a.grad_norms[i].norm << " vs "
-        << b.grad_norms[i].norm;
+        << a.grad_norms[i].layer << ": " << a.grad_norms[i].norm << " vs " << b.grad_norms[i].norm;
   }
 }
 

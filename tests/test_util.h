@@ -23,11 +23,15 @@ std::vector<std::string> DirectoryNames(const std::string& dir);
 
 // A fresh empty directory under the test's temporary directory.
 std::string MakeTempDir(const std::string& name);
+// A fresh empty directory for a whole suite (SetUpTestSuite, where no test is running yet),
+// named after `suite` and this process: ctest runs each case of a suite as its own process, in
+// parallel, so a directory per suite name alone would be shared and removed under the others.
+std::string MakeSuiteTempDir(const std::string& suite);
 
 // Expects |actual - expected| <= atol + rtol * |expected| elementwise, and reports the largest
 // difference (and where) so a failure says how far off it is.
-void ExpectAllClose(const std::string& what, const float* actual, const float* expected,
-                    size_t n, double atol = 1e-5, double rtol = 1e-4);
+void ExpectAllClose(const std::string& what, const float* actual, const float* expected, size_t n,
+                    double atol = 1e-5, double rtol = 1e-4);
 inline void ExpectAllClose(const std::string& what, const std::vector<float>& actual,
                            const std::vector<float>& expected, double atol = 1e-5,
                            double rtol = 1e-4) {
@@ -62,7 +66,7 @@ MATCHER(IsOk, "") {
 
 }  // namespace gan::testing
 
-#define GAN_ASSERT_OK_AND_ASSIGN(lhs, expr)                                   \
+#define GAN_ASSERT_OK_AND_ASSIGN(lhs, expr) \
   GAN_ASSERT_OK_AND_ASSIGN_IMPL_(GAN_TEST_CONCAT_(gan_test_so_, __LINE__), lhs, expr)
 #define GAN_TEST_CONCAT_INNER_(a, b) a##b
 #define GAN_TEST_CONCAT_(a, b) GAN_TEST_CONCAT_INNER_(a, b)
