@@ -4,7 +4,8 @@
 
 namespace gan {
 
-ParameterStore::ParameterStore(std::string model_name, const std::vector<LayerShape>& layers)
+ParameterStore::ParameterStore(std::string model_name, const std::vector<LayerShape>& layers,
+                               Gradients gradients)
     : model_name_(std::move(model_name)) {
   int64_t trainable_size = 0, state_size = 0;
   for (const LayerShape& layer : layers) {
@@ -17,7 +18,7 @@ ParameterStore::ParameterStore(std::string model_name, const std::vector<LayerSh
     if (layer.spec.has_batch_norm()) batches_tracked_[layer.index] = 0;
   }
   trainable_.assign(trainable_size, 0.0f);
-  grads_.assign(trainable_size, 0.0f);
+  if (gradients == Gradients::kAllocate) grads_.assign(trainable_size, 0.0f);
   state_.assign(state_size, 0.0f);
   // BatchNorm starts as the identity: running variance 1.
   for (const Entry& e : entries_) {
@@ -39,7 +40,7 @@ float* ParameterStore::Value(int layer, const std::string& param) {
 
 float* ParameterStore::Grad(int layer, const std::string& param) {
   const Entry* e = Find(layer, param);
-  return (e == nullptr || !e->trainable) ? nullptr : grads_.data() + e->offset;
+  return (e == nullptr || !e->trainable || grads_.empty()) ? nullptr : grads_.data() + e->offset;
 }
 
 }  // namespace gan

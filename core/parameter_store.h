@@ -32,7 +32,10 @@ class ParameterStore {
     int64_t offset;  // into trainable values/grads when trainable, else into state
   };
 
-  ParameterStore(std::string model_name, const std::vector<LayerShape>& layers);
+  // kNone: an inference-only store (serving): no gradient buffer, Grad() is nullptr.
+  enum class Gradients { kAllocate, kNone };
+  ParameterStore(std::string model_name, const std::vector<LayerShape>& layers,
+                 Gradients gradients = Gradients::kAllocate);
 
   const std::string& model_name() const { return model_name_; }
   const std::vector<Entry>& entries() const { return entries_; }
@@ -42,7 +45,7 @@ class ParameterStore {
   // Values of a tensor (trainable or state); nullptr when absent.
   float* Value(int layer, const std::string& param);
   uint64_t values_version() const { return values_version_; }
-  // Gradient of a trainable tensor; nullptr when absent or not trainable.
+  // Gradient of a trainable tensor; nullptr when absent, not trainable, or the store has none.
   float* Grad(int layer, const std::string& param);
   // BatchNorm's num_batches_tracked of a layer (0 when the layer has none).
   int64_t& BatchesTracked(int layer) { return batches_tracked_[layer]; }

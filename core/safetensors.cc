@@ -57,11 +57,11 @@ absl::Status ParseUnsignedArray(const std::string& name, const char* key, const 
   out->reserve(value.size());
   for (const json& element : value) {
     if (!element.is_number_unsigned()) {
-      const std::string shown =
-          element.is_primitive() ? element.dump(-1, ' ', false, json::error_handler_t::replace)
-                                 : element.type_name();
-      return TensorError(name, absl::StrCat("'", key, "' holds ", shown,
-                                            ", not a non-negative integer"));
+      const std::string shown = element.is_primitive()
+                                    ? element.dump(-1, ' ', false, json::error_handler_t::replace)
+                                    : element.type_name();
+      return TensorError(name,
+                         absl::StrCat("'", key, "' holds ", shown, ", not a non-negative integer"));
     }
     out->push_back(element.get<uint64_t>());
   }
@@ -117,8 +117,8 @@ absl::StatusOr<TensorEntry> ParseTensorEntry(const std::string& name, const json
   const std::string range_text = absl::StrCat("data_offsets [", out.begin, ", ", out.end, "]");
   if (out.begin > out.end) return TensorError(name, absl::StrCat(range_text, " has begin > end"));
   if (out.end > buffer_bytes) {
-    return TensorError(name, absl::StrCat(range_text, " exceed the ", buffer_bytes,
-                                          "-byte data buffer"));
+    return TensorError(name,
+                       absl::StrCat(range_text, " exceed the ", buffer_bytes, "-byte data buffer"));
   }
   uint64_t bytes = 0;
   if (!ByteSize(dims, DTypeSize(out.tensor.dtype), &bytes)) {
@@ -131,9 +131,9 @@ absl::StatusOr<TensorEntry> ParseTensorEntry(const std::string& name, const json
     out.tensor.shape.push_back(static_cast<int64_t>(d));
   }
   if (bytes != out.end - out.begin) {
-    return TensorError(name, absl::StrCat(dtype_name, " shape ", ShapeString(out.tensor.shape),
-                                          " needs ", bytes, " bytes but ", range_text, " span ",
-                                          out.end - out.begin));
+    return TensorError(
+        name, absl::StrCat(dtype_name, " shape ", ShapeString(out.tensor.shape), " needs ", bytes,
+                           " bytes but ", range_text, " span ", out.end - out.begin));
   }
   return out;
 }
@@ -142,8 +142,8 @@ absl::Status ParseMetadata(const json& value, std::map<std::string, std::string>
   if (!value.is_object()) return absl::InvalidArgumentError("'__metadata__' is not an object");
   for (const auto& [key, item] : value.items()) {
     if (!item.is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat("'__metadata__' value for ", JsonString(key),
-                                                     " is not a string"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("'__metadata__' value for ", JsonString(key), " is not a string"));
     }
     (*metadata)[key] = item.get<std::string>();
   }
@@ -179,8 +179,8 @@ absl::StatusOr<std::vector<T>> GetValues(const SafeTensors& st, const std::strin
   if (it == st.tensors.end()) return TensorError(name, "not found");
   const Tensor& t = it->second;
   if (t.dtype != dtype) {
-    return TensorError(name, absl::StrCat("is ", DTypeName(t.dtype), ", expected ",
-                                          DTypeName(dtype)));
+    return TensorError(name,
+                       absl::StrCat("is ", DTypeName(t.dtype), ", expected ", DTypeName(dtype)));
   }
   if (!expected_shape.empty() && t.shape != expected_shape) {
     return TensorError(name, absl::StrCat("has shape ", ShapeString(t.shape), ", expected ",
@@ -195,22 +195,32 @@ absl::StatusOr<std::vector<T>> GetValues(const SafeTensors& st, const std::strin
 
 absl::string_view DTypeName(DType dtype) {
   switch (dtype) {
-    case DType::kF32: return "F32";
-    case DType::kF64: return "F64";
-    case DType::kI64: return "I64";
-    case DType::kI32: return "I32";
-    case DType::kU8: return "U8";
+    case DType::kF32:
+      return "F32";
+    case DType::kF64:
+      return "F64";
+    case DType::kI64:
+      return "I64";
+    case DType::kI32:
+      return "I32";
+    case DType::kU8:
+      return "U8";
   }
   return "?";
 }
 
 size_t DTypeSize(DType dtype) {
   switch (dtype) {
-    case DType::kF32: return 4;
-    case DType::kF64: return 8;
-    case DType::kI64: return 8;
-    case DType::kI32: return 4;
-    case DType::kU8: return 1;
+    case DType::kF32:
+      return 4;
+    case DType::kF64:
+      return 8;
+    case DType::kI64:
+      return 8;
+    case DType::kI32:
+      return 4;
+    case DType::kU8:
+      return 1;
   }
   return 1;
 }
@@ -242,7 +252,8 @@ std::string SerializeSafeTensors(const SafeTensors& st) {
 }
 
 absl::StatusOr<SafeTensors> ParseSafeTensors(absl::string_view file_bytes,
-                                             const SafeTensorsLimits& limits) {
+                                             const SafeTensorsLimits& limits,
+                                             const TensorFilter& keep) {
   if (file_bytes.size() < kLengthPrefixBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "file is ", file_bytes.size(), " bytes, shorter than the 8-byte header length"));
@@ -256,8 +267,8 @@ absl::StatusOr<SafeTensors> ParseSafeTensors(absl::string_view file_bytes,
   }
   if (header_bytes > file_bytes.size() - kLengthPrefixBytes) {
     return absl::InvalidArgumentError(absl::StrCat("header length ", header_bytes,
-                                                   " runs past the end of the ",
-                                                   file_bytes.size(), "-byte file"));
+                                                   " runs past the end of the ", file_bytes.size(),
+                                                   "-byte file"));
   }
   const absl::string_view header_text = file_bytes.substr(kLengthPrefixBytes, header_bytes);
   const absl::string_view buffer = file_bytes.substr(kLengthPrefixBytes + header_bytes);
@@ -286,12 +297,13 @@ absl::StatusOr<SafeTensors> ParseSafeTensors(absl::string_view file_bytes,
     const TensorEntry& prev = entries[i - 1];
     const TensorEntry& cur = entries[i];
     if (cur.begin < prev.end) {
-      return TensorError(cur.name, absl::StrCat("data_offsets [", cur.begin, ", ", cur.end,
-                                                "] overlap tensor '", prev.name, "' [",
-                                                prev.begin, ", ", prev.end, "]"));
+      return TensorError(
+          cur.name, absl::StrCat("data_offsets [", cur.begin, ", ", cur.end, "] overlap tensor '",
+                                 prev.name, "' [", prev.begin, ", ", prev.end, "]"));
     }
   }
   for (TensorEntry& entry : entries) {
+    if (keep && !keep(entry.name)) continue;
     entry.tensor.bytes = std::string(buffer.substr(entry.begin, entry.end - entry.begin));
     st.tensors.emplace(std::move(entry.name), std::move(entry.tensor));
   }
@@ -299,7 +311,8 @@ absl::StatusOr<SafeTensors> ParseSafeTensors(absl::string_view file_bytes,
 }
 
 absl::StatusOr<SafeTensors> ReadSafeTensorsFile(const std::string& path,
-                                                const SafeTensorsLimits& limits) {
+                                                const SafeTensorsLimits& limits,
+                                                const TensorFilter& keep) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("open '", path, "'"));
   absl::Status status;
@@ -310,9 +323,8 @@ absl::StatusOr<SafeTensors> ReadSafeTensorsFile(const std::string& path,
   } else if (!S_ISREG(info.st_mode)) {
     status = absl::InvalidArgumentError(absl::StrCat("'", path, "' is not a regular file"));
   } else if (static_cast<uint64_t>(info.st_size) > limits.max_file_bytes) {
-    status = absl::InvalidArgumentError(absl::StrCat("'", path, "' is ", info.st_size,
-                                                     " bytes, over the limit of ",
-                                                     limits.max_file_bytes));
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "'", path, "' is ", info.st_size, " bytes, over the limit of ", limits.max_file_bytes));
   } else {
     contents.resize(static_cast<size_t>(info.st_size));
     size_t done = 0;
@@ -331,7 +343,7 @@ absl::StatusOr<SafeTensors> ReadSafeTensorsFile(const std::string& path,
   ::close(fd);
   if (!status.ok()) return status;
 
-  absl::StatusOr<SafeTensors> st = ParseSafeTensors(contents, limits);
+  absl::StatusOr<SafeTensors> st = ParseSafeTensors(contents, limits, keep);
   if (!st.ok()) {
     return absl::Status(st.status().code(), absl::StrCat(path, ": ", st.status().message()));
   }

@@ -14,6 +14,7 @@
 // message naming the tensor and what is wrong. I/O failures carry the absl code mapped from errno.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -58,15 +59,21 @@ struct SafeTensorsLimits {
 
 // Parses and fully validates untrusted bytes: header length within the file and the limit, JSON an
 // object, known dtypes, non-negative shapes whose byte size equals the offset range, offsets inside
-// the data buffer, no two tensors overlapping, metadata values strings, no unknown keys. Gaps between
-// tensors and trailing bytes after the last one are allowed. Never allocates by an unchecked size.
+// the data buffer, no two tensors overlapping, metadata values strings, no unknown keys. Gaps
+// between tensors and trailing bytes after the last one are allowed. Never allocates by an
+// unchecked size. `keep`, when set, chooses the tensors the result holds: the others are validated
+// all the same but their bytes are not copied (a reader that needs a part of a large file, e.g. the
+// weights without the optimizer state).
+using TensorFilter = std::function<bool(absl::string_view name)>;
 absl::StatusOr<SafeTensors> ParseSafeTensors(absl::string_view file_bytes,
-                                             const SafeTensorsLimits& limits = {});
+                                             const SafeTensorsLimits& limits = {},
+                                             const TensorFilter& keep = nullptr);
 
 // Checks the file size against limits.max_file_bytes before reading, then parses. Error messages
 // are prefixed with the path.
 absl::StatusOr<SafeTensors> ReadSafeTensorsFile(const std::string& path,
-                                                const SafeTensorsLimits& limits = {});
+                                                const SafeTensorsLimits& limits = {},
+                                                const TensorFilter& keep = nullptr);
 
 // Serializes and writes with WriteFileAtomically. INVALID_ARGUMENT (nothing written) when a
 // tensor's bytes do not match its shape and dtype.

@@ -1,11 +1,13 @@
 #include "server/model_cache.h"
 
+#include <malloc.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/checkpoint.h"
@@ -58,10 +60,18 @@ absl::StatusOr<int64_t> CheckpointStep(const SafeTensors& checkpoint) {
   return step;
 }
 
-// The file's spec (validated) and both networks' weights; optimizer state is not read.
+// Only the tensors `keep` names are copied out of the file (the others are validated).
+absl::StatusOr<SafeTensors> ReadPart(const std::string& path, absl::string_view prefix) {
+  // ReadSafeTensorsFile's messages name the path.
+  return ReadSafeTensorsFile(
+      path, {}, [prefix](absl::string_view name) { return absl::StartsWith(name, prefix); });
+}
+
+// The file's spec (validated) and the discriminator's weights: the generator's and the optimizer
+// state (most of a checkpoint) are validated but not kept.
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
                                                        const ModelCacheOptions& options) {
-  GAN_ASSIGN_OR_RETURN(SafeTensors checkpoint, ReadSafeTensorsFile(path));  // names the path
+  GAN_ASSIGN_OR_RETURN(SafeTensors checkpoint, ReadPart(path, "discriminator."));
   absl::StatusOr<gan::v1::GanSpec> spec = CheckpointSpec(checkpoint);
   if (!spec.ok()) return WithPath(path, spec.status());
   absl::StatusOr<GanShapes> shapes = ValidateGanSpec(*spec, options.limits);
@@ -70,18 +80,15 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
   if (!step.ok()) return WithPath(path, step.status());
 
   auto model = std::make_unique<LoadedModel>();
+  model->path = path;
   model->step = *step;
   model->noise = spec->noise();
   model->height = spec->image_shape().height();
   model->width = spec->image_shape().width();
   model->channels = spec->image_shape().channels();
   model->shapes = *std::move(shapes);
-  model->generator = std::make_unique<ParameterStore>("generator", model->shapes.generator);
-  model->discriminator =
-      std::make_unique<ParameterStore>("discriminator", model->shapes.discriminator);
-  if (absl::Status s = LoadNetworkWeights(checkpoint, model->generator.get()); !s.ok()) {
-    return WithPath(path, s);
-  }
+  model->discriminator = std::make_unique<ParameterStore>(
+      "discriminator", model->shapes.discriminator, ParameterStore::Gradients::kNone);
   if (absl::Status s = LoadNetworkWeights(checkpoint, model->discriminator.get()); !s.ok()) {
     return WithPath(path, s);
   }
@@ -97,6 +104,29 @@ ModelCacheOptions Sanitized(ModelCacheOptions options) {
 }
 
 }  // namespace
+
+absl::StatusOr<Sampler*> GeneratorSampler(LoadedModel& model, int64_t chunk) {
+  if (model.sampler != nullptr) return model.sampler.get();
+  GAN_ASSIGN_OR_RETURN(SafeTensors checkpoint, ReadPart(model.path, "generator."));
+  absl::StatusOr<int64_t> step = CheckpointStep(checkpoint);
+  if (!step.ok()) return WithPath(model.path, step.status());
+  if (*step != model.step) {
+    return absl::AbortedError(absl::StrCat(model.path, ": the file changed (step ", *step,
+                                           ", loaded as step ", model.step, "); try again"));
+  }
+  auto generator = std::make_unique<ParameterStore>("generator", model.shapes.generator,
+                                                    ParameterStore::Gradients::kNone);
+  if (absl::Status s = LoadNetworkWeights(checkpoint, generator.get()); !s.ok()) {
+    return WithPath(model.path, s);
+  }
+  GAN_ASSIGN_OR_RETURN(std::unique_ptr<Sampler> sampler,
+                       Sampler::Create(model.shapes.generator, generator.get(), model.noise,
+                                       std::max<int64_t>(chunk, 1)));
+  model.generator = std::move(generator);
+  model.sampler = std::move(sampler);
+  ::malloc_trim(0);  // the file's copy, as after LoadModel
+  return model.sampler.get();
+}
 
 ModelCache::ModelCache(const ModelCacheOptions& options) : options_(Sanitized(options)) {}
 
@@ -159,6 +189,10 @@ absl::Status ModelCache::WithModel(const std::string& path,
     // The first user of this file version loads it; concurrent ones wait on entry->mu.
     entry->attempted = true;
     absl::StatusOr<std::unique_ptr<LoadedModel>> model = LoadModel(path, options_);
+    // Loading copied the file's tensors once more before they went into the networks; glibc keeps
+    // such freed blocks in its heaps. Returning them now is what keeps each cached model near the
+    // size of its weights (bench/model_cache_memory.sh).
+    ::malloc_trim(0);
     if (model.ok()) {
       entry->model = *std::move(model);
       absl::MutexLock cache_lock(&mu_);

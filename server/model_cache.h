@@ -29,20 +29,28 @@
 
 namespace gan::server {
 
-// A loaded checkpoint: both networks' weights and the inference networks over them.
+// A loaded checkpoint: the discriminator's weights and the inference networks over them; the
+// generator's weights and networks once something samples (GeneratorSampler).
 struct LoadedModel {
+  std::string path;
   int64_t step = 0;
   gan::v1::NoiseSpec noise;
   GanShapes shapes;
   int height = 0, width = 0, channels = 0;
-  std::unique_ptr<ParameterStore> generator, discriminator;
+  std::unique_ptr<ParameterStore> discriminator;
   // Networks sized per batch (powers of two up to `chunk`), each created on first use and all
   // sharing `discriminator`'s weights.
   std::unique_ptr<Scorer> scorer;
-  // Likewise over `generator`'s weights; created by the first user that runs the generator, so
-  // a model that only scores never builds a generator network.
+  // Null until GeneratorSampler: a model that only scores holds neither the generator's weights
+  // (most of a checkpoint's) nor its networks.
+  std::unique_ptr<ParameterStore> generator;
   std::unique_ptr<Sampler> sampler;
 };
+
+// The model's sampler, reading the generator's weights from model.path on first use (the same
+// step's file: a checkpoint file is never rewritten with other contents) and creating the
+// sampler with networks of up to `chunk` images. Call it holding the model (ModelCache::WithModel).
+absl::StatusOr<Sampler*> GeneratorSampler(LoadedModel& model, int64_t chunk);
 
 struct ModelCacheOptions {
   int max_cached_models = 1;  // at least 1

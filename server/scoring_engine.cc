@@ -105,8 +105,8 @@ void ScoringEngine::ScoreAsync(ModelRef model, std::unique_ptr<ImageTensor> imag
   const std::string key = absl::StrCat(kScoreKey, model.key);
   const std::string label = model.label;
   batcher_->Submit(key, label,
-                   std::make_unique<ScoreItem>(std::move(model), std::move(images),
-                                               std::move(life), std::move(done)));
+                   std::make_unique<ScoreItem>(std::move(model), std::move(images), std::move(life),
+                                               std::move(done)));
 }
 
 void ScoringEngine::ScoreRequestAsync(ModelRef model, const gan::v1::ScoreRequest& request,
@@ -124,8 +124,7 @@ void ScoringEngine::ScoreRequestAsync(ModelRef model, const gan::v1::ScoreReques
 void ScoringEngine::GenerateAsync(ModelRef model, std::unique_ptr<NoiseTensor> noise,
                                   RequestLife life, GenerateCallback done) {
   if (noise->rows() < 1 || noise->rows() > options_.max_sample_count) {
-    done(absl::InvalidArgumentError(absl::StrCat("noise: ", noise->rows(),
-                                                 " rows is outside [1, ",
+    done(absl::InvalidArgumentError(absl::StrCat("noise: ", noise->rows(), " rows is outside [1, ",
                                                  options_.max_sample_count,
                                                  "] (--max_sample_count)")));
     return;
@@ -184,9 +183,8 @@ void ScoringEngine::RunScoreBatch(BatchItems items) {
       }
       if (decoded.empty()) return absl::OkStatus();
       std::vector<float> logits(n), probabilities(n);
-      absl::Status scored =
-          m.scorer->Score(absl::MakeConstSpan(input.data(), n * image_floats), n,
-                          absl::MakeSpan(logits), absl::MakeSpan(probabilities));
+      absl::Status scored = m.scorer->Score(absl::MakeConstSpan(input.data(), n * image_floats), n,
+                                            absl::MakeSpan(logits), absl::MakeSpan(probabilities));
       for (const auto& [item, first] : decoded) {
         if (!scored.ok()) {
           results.emplace_back(item, scored);
@@ -230,10 +228,7 @@ void ScoringEngine::RunGenerateBatch(BatchItems items) {
         }
       }
       if (fitting.empty()) return absl::OkStatus();
-      if (m.sampler == nullptr) {  // the generator's networks exist only once someone samples
-        GAN_ASSIGN_OR_RETURN(m.sampler, Sampler::Create(m.shapes.generator, m.generator.get(),
-                                                        m.noise, options_.chunk));
-      }
+      GAN_ASSIGN_OR_RETURN(Sampler * sampler, GeneratorSampler(m, options_.chunk));
       std::vector<float> noise(static_cast<size_t>(rows * dim));
       std::vector<std::pair<GenerateItem*, int64_t>> decoded;
       int64_t n = 0;
@@ -248,9 +243,9 @@ void ScoringEngine::RunGenerateBatch(BatchItems items) {
         }
       }
       if (decoded.empty()) return absl::OkStatus();
-      const int64_t image_floats = m.sampler->image_floats();
+      const int64_t image_floats = sampler->image_floats();
       std::vector<float> images(static_cast<size_t>(n * image_floats));
-      absl::Status generated = m.sampler->GenerateFromNoise(
+      absl::Status generated = sampler->GenerateFromNoise(
           absl::MakeConstSpan(noise.data(), n * dim), n, absl::MakeSpan(images));
       for (const auto& [item, first] : decoded) {
         if (!generated.ok()) {
@@ -289,8 +284,7 @@ absl::StatusOr<gan::v1::ScoreResponse> ScoringEngine::Score(const std::string& c
   if (!result.ok()) return result.status();
   gan::v1::ScoreResponse response;
   response.mutable_logits()->Add(result->logits.begin(), result->logits.end());
-  response.mutable_probabilities()->Add(result->probabilities.begin(),
-                                        result->probabilities.end());
+  response.mutable_probabilities()->Add(result->probabilities.begin(), result->probabilities.end());
   response.set_checkpoint_step(result->checkpoint_step);
   return response;
 }
@@ -298,19 +292,14 @@ absl::StatusOr<gan::v1::ScoreResponse> ScoringEngine::Score(const std::string& c
 absl::StatusOr<gan::v1::SampleImagesResponse> ScoringEngine::Sample(
     const std::string& checkpoint_path, int32_t count, uint64_t seed) {
   if (count < 1 || count > options_.max_sample_count) {
-    return absl::InvalidArgumentError(absl::StrCat("count: ", count, " is outside [1, ",
-                                                   options_.max_sample_count,
-                                                   "] (--max_sample_count)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "count: ", count, " is outside [1, ", options_.max_sample_count, "] (--max_sample_count)"));
   }
   gan::v1::SampleImagesResponse response;
   GAN_RETURN_IF_ERROR(models_.WithModel(checkpoint_path, [&](LoadedModel& model) -> absl::Status {
-    if (model.sampler == nullptr) {
-      GAN_ASSIGN_OR_RETURN(model.sampler, Sampler::Create(model.shapes.generator,
-                                                          model.generator.get(), model.noise,
-                                                          options_.chunk));
-    }
-    std::vector<float> images(static_cast<size_t>(count) * model.sampler->image_floats());
-    GAN_RETURN_IF_ERROR(model.sampler->Generate(count, seed, absl::MakeSpan(images)));
+    GAN_ASSIGN_OR_RETURN(Sampler * sampler, GeneratorSampler(model, options_.chunk));
+    std::vector<float> images(static_cast<size_t>(count) * sampler->image_floats());
+    GAN_RETURN_IF_ERROR(sampler->Generate(count, seed, absl::MakeSpan(images)));
     const std::vector<uint8_t> pixels =
         ToPixelsNhwc(images, count, model.channels, model.height, model.width);
     response.set_count(count);
