@@ -90,12 +90,14 @@ struct Options {
   // Dynamic batching: concurrent Score and ModelInfer requests for the same checkpoint are merged
   // into one network pass of at most max_batch_images images, which starts when it is full or
   // batch_timeout_micros after its first request arrived (0: as soon as a thread is free, taking
-  // whatever is waiting). A pass of n images runs a network sized for n (powers of two up to
-  // max_batch_images, created per model on first use and sharing its weights); a request larger
-  // than max_batch_images runs alone in passes of that many. Sampling uses the same sizes.
+  // whatever is waiting; requests arriving during a pass still merge into the next one, which is
+  // what fills batches under load). A pass of n images runs a network sized for n (powers of two
+  // up to max_batch_images, created per model on first use and sharing its weights); a request
+  // larger than max_batch_images runs alone in passes of that many. Sampling uses the same sizes.
+  // The default 0 was faster at every load measured (docs/performance.md, "Batch timeout").
   // (--inference_chunk is an older name of --max_batch_images.)
   int max_batch_images = 64;
-  int batch_timeout_micros = 500;
+  int batch_timeout_micros = 0;
 
   // Largest request or response; larger requests are RESOURCE_EXHAUSTED.
   int max_message_bytes = 16 << 20;
