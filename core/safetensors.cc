@@ -150,7 +150,8 @@ absl::Status ParseMetadata(const json& value, std::map<std::string, std::string>
   return absl::OkStatus();
 }
 
-absl::Status CheckTensor(const std::string& name, const Tensor& tensor) {
+template <typename T>  // Tensor or TensorView
+absl::Status CheckTensor(const std::string& name, const T& tensor) {
   std::vector<uint64_t> dims;
   for (int64_t d : tensor.shape) {
     if (d < 0) return TensorError(name, absl::StrCat("negative shape ", ShapeString(tensor.shape)));
@@ -225,14 +226,19 @@ size_t DTypeSize(DType dtype) {
   return 1;
 }
 
-std::string SerializeSafeTensors(const SafeTensors& st) {
+namespace {
+
+// The 8-byte length and the header of a file holding `tensors` (Tensor or TensorView by name) in
+// name order, back to back; the tensors' bytes follow it.
+template <typename Map>
+std::string FileHead(const Map& tensors, const std::map<std::string, std::string>& metadata) {
   std::string header = "{";
-  if (!st.metadata.empty()) {
+  if (!metadata.empty()) {
     header += "\"__metadata__\":";
-    header += json(st.metadata).dump(-1, ' ', false, json::error_handler_t::replace);
+    header += json(metadata).dump(-1, ' ', false, json::error_handler_t::replace);
   }
   uint64_t offset = 0;
-  for (const auto& [name, tensor] : st.tensors) {
+  for (const auto& [name, tensor] : tensors) {
     if (header.size() > 1) header += ",";
     absl::StrAppend(&header, JsonString(name), ":{\"dtype\":\"", DTypeName(tensor.dtype),
                     "\",\"shape\":[", absl::StrJoin(tensor.shape, ","), "],\"data_offsets\":[",
@@ -241,12 +247,17 @@ std::string SerializeSafeTensors(const SafeTensors& st) {
   }
   header += "}";
   header.resize((header.size() + 7) / 8 * 8, ' ');
-
-  std::string out;
-  out.reserve(kLengthPrefixBytes + header.size() + offset);
   const uint64_t n = header.size();
-  out.append(reinterpret_cast<const char*>(&n), sizeof(n));
-  out += header;
+  return std::string(reinterpret_cast<const char*>(&n), sizeof(n)) + header;
+}
+
+}  // namespace
+
+std::string SerializeSafeTensors(const SafeTensors& st) {
+  std::string out = FileHead(st.tensors, st.metadata);
+  size_t size = out.size();
+  for (const auto& [name, tensor] : st.tensors) size += tensor.bytes.size();
+  out.reserve(size);
   for (const auto& [name, tensor] : st.tensors) out += tensor.bytes;
   return out;
 }
@@ -353,6 +364,16 @@ absl::StatusOr<SafeTensors> ReadSafeTensorsFile(const std::string& path,
 absl::Status WriteSafeTensorsFile(const std::string& path, const SafeTensors& st) {
   for (const auto& [name, tensor] : st.tensors) GAN_RETURN_IF_ERROR(CheckTensor(name, tensor));
   return WriteFileAtomically(path, SerializeSafeTensors(st));
+}
+
+absl::Status WriteSafeTensorsFile(const std::string& path,
+                                  const std::map<std::string, TensorView>& tensors,
+                                  const std::map<std::string, std::string>& metadata) {
+  for (const auto& [name, tensor] : tensors) GAN_RETURN_IF_ERROR(CheckTensor(name, tensor));
+  GAN_ASSIGN_OR_RETURN(AtomicFileWriter file, AtomicFileWriter::Create(path));
+  GAN_RETURN_IF_ERROR(file.Append(FileHead(tensors, metadata)));
+  for (const auto& [name, tensor] : tensors) GAN_RETURN_IF_ERROR(file.Append(tensor.bytes));
+  return file.Commit();
 }
 
 Tensor MakeF32Tensor(std::vector<int64_t> shape, absl::Span<const float> values) {

@@ -79,6 +79,19 @@ absl::StatusOr<SafeTensors> ReadSafeTensorsFile(const std::string& path,
 // tensor's bytes do not match its shape and dtype.
 absl::Status WriteSafeTensorsFile(const std::string& path, const SafeTensors& st);
 
+// A tensor to write without copying it first: `bytes` (raw little-endian, row-major) stay the
+// caller's and must outlive the write.
+struct TensorView {
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  absl::string_view bytes;
+};
+// The same file as WriteSafeTensorsFile of the equal SafeTensors, byte for byte, streamed from the
+// caller's memory into an AtomicFileWriter: no copy of the tensors or of the file is assembled.
+absl::Status WriteSafeTensorsFile(const std::string& path,
+                                  const std::map<std::string, TensorView>& tensors,
+                                  const std::map<std::string, std::string>& metadata);
+
 // Typed helpers. Precondition: values.size() == product(shape).
 Tensor MakeF32Tensor(std::vector<int64_t> shape, absl::Span<const float> values);
 Tensor MakeI64Tensor(std::vector<int64_t> shape, absl::Span<const int64_t> values);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -44,24 +45,6 @@ absl::Status WriteAll(int fd, absl::string_view data, const std::string& file) {
   return absl::OkStatus();
 }
 
-// Everything up to and including the rename; the caller removes `temp` when this fails.
-absl::Status WriteAndRename(const std::string& temp, const std::string& path,
-                            absl::string_view contents) {
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError(errno, "create", temp);
-  absl::Status status = WriteAll(fd, contents, temp);
-  if (status.ok() && FaultAt(AtomicWriteStage::kAfterWrite)) {
-    status = InjectedFault("after write", path);
-  }
-  if (status.ok() && ::fsync(fd) != 0) status = ErrnoError(errno, "fsync", temp);
-  // close() is not retried on EINTR: on Linux the descriptor is released regardless.
-  if (::close(fd) != 0 && status.ok()) status = ErrnoError(errno, "close", temp);
-  if (!status.ok()) return status;
-  if (FaultAt(AtomicWriteStage::kAfterFsync)) return InjectedFault("after fsync", path);
-  if (std::rename(temp.c_str(), path.c_str()) != 0) return ErrnoError(errno, "rename to", path);
-  return absl::OkStatus();
-}
-
 absl::Status SyncDirectory(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return ErrnoError(errno, "open directory", dir);
@@ -74,13 +57,76 @@ absl::Status SyncDirectory(const std::string& dir) {
 }  // namespace
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
-  const std::string temp = absl::StrCat(path, ".tmp.", ::getpid(), ".", temp_counter++);
-  if (absl::Status status = WriteAndRename(temp, path, contents); !status.ok()) {
-    ::unlink(temp.c_str());  // best effort; ENOENT when the create itself failed
+  absl::StatusOr<AtomicFileWriter> writer = AtomicFileWriter::Create(path);
+  if (!writer.ok()) return writer.status();
+  if (absl::Status status = writer->Append(contents); !status.ok()) return status;
+  return writer->Commit();
+}
+
+absl::StatusOr<AtomicFileWriter> AtomicFileWriter::Create(const std::string& path) {
+  std::string temp = absl::StrCat(path, ".tmp.", ::getpid(), ".", temp_counter++);
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError(errno, "create", temp);
+  return AtomicFileWriter(path, std::move(temp), fd);
+}
+
+AtomicFileWriter::AtomicFileWriter(AtomicFileWriter&& other) noexcept
+    : path_(std::move(other.path_)),
+      temp_(std::move(other.temp_)),
+      fd_(std::exchange(other.fd_, -1)),
+      status_(std::move(other.status_)),
+      done_(std::exchange(other.done_, true)) {}
+
+AtomicFileWriter& AtomicFileWriter::operator=(AtomicFileWriter&& other) noexcept {
+  if (this != &other) {
+    Abandon();
+    path_ = std::move(other.path_);
+    temp_ = std::move(other.temp_);
+    fd_ = std::exchange(other.fd_, -1);
+    status_ = std::move(other.status_);
+    done_ = std::exchange(other.done_, true);
+  }
+  return *this;
+}
+
+AtomicFileWriter::~AtomicFileWriter() { Abandon(); }
+
+void AtomicFileWriter::Abandon() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  if (!done_) ::unlink(temp_.c_str());  // best effort
+  done_ = true;
+}
+
+absl::Status AtomicFileWriter::Append(absl::string_view data) {
+  if (done_ || fd_ < 0) return absl::FailedPreconditionError("the file was already committed");
+  if (status_.ok()) status_ = WriteAll(fd_, data, temp_);
+  return status_;
+}
+
+absl::Status AtomicFileWriter::Commit() {
+  if (done_ || fd_ < 0) return absl::FailedPreconditionError("the file was already committed");
+  absl::Status status = status_;
+  if (status.ok() && FaultAt(AtomicWriteStage::kAfterWrite)) {
+    status = InjectedFault("after write", path_);
+  }
+  if (status.ok() && ::fsync(fd_) != 0) status = ErrnoError(errno, "fsync", temp_);
+  // close() is not retried on EINTR: on Linux the descriptor is released regardless.
+  if (::close(fd_) != 0 && status.ok()) status = ErrnoError(errno, "close", temp_);
+  fd_ = -1;
+  if (status.ok() && FaultAt(AtomicWriteStage::kAfterFsync)) {
+    status = InjectedFault("after fsync", path_);
+  }
+  if (status.ok() && std::rename(temp_.c_str(), path_.c_str()) != 0) {
+    status = ErrnoError(errno, "rename to", path_);
+  }
+  if (!status.ok()) {
+    Abandon();  // removes the temp file; `path` is untouched
     return status;
   }
-  if (FaultAt(AtomicWriteStage::kAfterRename)) return InjectedFault("after rename", path);
-  std::string dir = std::filesystem::path(path).parent_path().string();
+  done_ = true;  // the rename is the commit point
+  if (FaultAt(AtomicWriteStage::kAfterRename)) return InjectedFault("after rename", path_);
+  std::string dir = std::filesystem::path(path_).parent_path().string();
   return SyncDirectory(dir.empty() ? "." : dir);
 }
 

@@ -5,8 +5,10 @@
 // the old contents or the new, never a mix or a truncated file.
 
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace gan {
@@ -15,11 +17,40 @@ namespace gan {
 // (`<path>.tmp.<pid>.<counter>`), fsyncs and closes it, renames it over `path`, then fsyncs the
 // directory so the rename itself survives a power loss. The rename is the commit point.
 //
-// On failure before the rename the temp file is removed and `path` is untouched. A failure after the
-// rename (fsync of the directory) is still reported, though `path` already holds the new contents.
-// Errors carry the absl code mapped from errno (e.g. NOT_FOUND for a missing directory) and the
-// errno text. Thread-safe; concurrent writers to one path each commit whole contents, last wins.
+// On failure before the rename the temp file is removed and `path` is untouched. A failure after
+// the rename (fsync of the directory) is still reported, though `path` already holds the new
+// contents. Errors carry the absl code mapped from errno (e.g. NOT_FOUND for a missing directory)
+// and the errno text. Thread-safe; concurrent writers to one path each commit whole contents, last
+// wins.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
+
+// The same replacement written in pieces, for contents too large to assemble in memory first:
+// Create opens the temp file, Append writes to it, Commit fsyncs, renames and fsyncs the directory
+// (the guarantees and errors of WriteFileAtomically). A writer destroyed without a successful
+// Commit removes its temp file and leaves `path` untouched. Not thread-safe; movable.
+class AtomicFileWriter {
+ public:
+  static absl::StatusOr<AtomicFileWriter> Create(const std::string& path);
+  AtomicFileWriter(AtomicFileWriter&& other) noexcept;
+  AtomicFileWriter& operator=(AtomicFileWriter&& other) noexcept;
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+  ~AtomicFileWriter();
+
+  absl::Status Append(absl::string_view data);
+  // After the first error of Append, Commit returns it (and nothing is renamed).
+  absl::Status Commit();
+
+ private:
+  AtomicFileWriter(std::string path, std::string temp, int fd)
+      : path_(std::move(path)), temp_(std::move(temp)), fd_(fd) {}
+  void Abandon();
+
+  std::string path_, temp_;
+  int fd_ = -1;  // -1 once closed
+  absl::Status status_;
+  bool done_ = false;  // committed or abandoned
+};
 
 // Fault injection for tests: the steps after which a write can be made to fail.
 enum class AtomicWriteStage {
@@ -29,8 +60,9 @@ enum class AtomicWriteStage {
   kAfterRename,  // renamed over the target, directory not yet fsynced
 };
 
-// The next WriteFileAtomically call fails with INTERNAL right after `stage`, taking the same
-// cleanup path as a real failure there; the fault then clears itself. kNone clears a pending fault.
+// The next WriteFileAtomically call (or AtomicFileWriter commit) fails with INTERNAL right after
+// `stage`, taking the same cleanup path as a real failure there; the fault then clears itself.
+// kNone clears a pending fault.
 void SetAtomicWriteFaultForTesting(AtomicWriteStage stage);
 
 }  // namespace gan

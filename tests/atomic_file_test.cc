@@ -91,9 +91,12 @@ INSTANTIATE_TEST_SUITE_P(Stages, AtomicFileFaultTest,
                                            AtomicWriteStage::kAfterFsync),
                          [](const ::testing::TestParamInfo<AtomicWriteStage>& info) {
                            switch (info.param) {
-                             case AtomicWriteStage::kAfterWrite: return std::string("after_write");
-                             case AtomicWriteStage::kAfterFsync: return std::string("after_fsync");
-                             default: return std::to_string(static_cast<int>(info.param));
+                             case AtomicWriteStage::kAfterWrite:
+                               return std::string("after_write");
+                             case AtomicWriteStage::kAfterFsync:
+                               return std::string("after_fsync");
+                             default:
+                               return std::to_string(static_cast<int>(info.param));
                            }
                          });
 
@@ -123,6 +126,60 @@ TEST_F(AtomicFileTest, TargetIsDirectoryFailsAndCleansUp) {
   std::filesystem::create_directory(dir + "/sub");
   EXPECT_FALSE(WriteFileAtomically(dir + "/sub", "x").ok());
   EXPECT_THAT(ListDir(dir), ElementsAre("sub"));
+}
+
+TEST_F(AtomicFileTest, WriterAppendsPiecesAndCommitsOnce) {
+  const std::string dir = MakeTempDir("atomic");
+  const std::string path = dir + "/f";
+  ASSERT_THAT(WriteFileAtomically(path, "old"), IsOk());
+  absl::StatusOr<AtomicFileWriter> writer = AtomicFileWriter::Create(path);
+  ASSERT_THAT(writer.status(), IsOk());
+  ASSERT_THAT(writer->Append("new "), IsOk());
+  ASSERT_THAT(writer->Append(std::string(1 << 20, 'x')), IsOk());
+  EXPECT_EQ(ReadFile(path), "old") << "visible before the commit";
+  ASSERT_THAT(writer->Commit(), IsOk());
+  EXPECT_EQ(ReadFile(path), "new " + std::string(1 << 20, 'x'));
+  EXPECT_THAT(ListDir(dir), ElementsAre("f"));
+  EXPECT_THAT(writer->Append("more"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("committed")));
+  EXPECT_THAT(writer->Commit(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("committed")));
+}
+
+TEST_F(AtomicFileTest, WriterDroppedWithoutCommitLeavesTheOldFile) {
+  const std::string dir = MakeTempDir("atomic");
+  const std::string path = dir + "/f";
+  ASSERT_THAT(WriteFileAtomically(path, "old"), IsOk());
+  {
+    absl::StatusOr<AtomicFileWriter> writer = AtomicFileWriter::Create(path);
+    ASSERT_THAT(writer.status(), IsOk());
+    ASSERT_THAT(writer->Append("half of the new"), IsOk());
+    AtomicFileWriter moved = *std::move(writer);  // the moved-from writer owns nothing
+    EXPECT_EQ(ListDir(dir).size(), 2u);           // f and the temp file
+  }
+  EXPECT_EQ(ReadFile(path), "old");
+  EXPECT_THAT(ListDir(dir), ElementsAre("f"));
+}
+
+TEST_F(AtomicFileTest, WriterFaultsLeaveTheOldFile) {
+  for (AtomicWriteStage stage : {AtomicWriteStage::kAfterWrite, AtomicWriteStage::kAfterFsync}) {
+    const std::string dir = MakeTempDir("atomic");
+    const std::string path = dir + "/f";
+    ASSERT_THAT(WriteFileAtomically(path, "old"), IsOk());
+    absl::StatusOr<AtomicFileWriter> writer = AtomicFileWriter::Create(path);
+    ASSERT_THAT(writer.status(), IsOk());
+    ASSERT_THAT(writer->Append("new"), IsOk());
+    SetAtomicWriteFaultForTesting(stage);
+    EXPECT_THAT(writer->Commit(), StatusIs(absl::StatusCode::kInternal, HasSubstr("injected")));
+    EXPECT_EQ(ReadFile(path), "old");
+    EXPECT_THAT(ListDir(dir), ElementsAre("f"));
+  }
+}
+
+TEST_F(AtomicFileTest, WriterCreateFailsInAMissingDirectory) {
+  const std::string dir = MakeTempDir("atomic");
+  EXPECT_THAT(AtomicFileWriter::Create(dir + "/missing/f").status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing")));
 }
 
 }  // namespace

@@ -4,9 +4,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -96,9 +99,9 @@ TEST(SafeTensorsTest, ParsesReferenceFileWrittenByHand) {
   file += R"({"__metadata__":{"format":"pt"},)"
           R"("b":{"dtype":"I64","shape":[1],"data_offsets":[0,8]},)"
           R"("a":{"dtype":"F32","shape":[2,2],"data_offsets":[8,24]}}   )";
-  file += std::string("\x07\0\0\0\0\0\0\0", 8);                 // b = [7]
-  file += std::string("\0\0\x80\x3f\0\0\0\x40", 8);             // 1.0f, 2.0f
-  file += std::string("\0\0\x40\x40\0\0\x80\x40", 8);           // 3.0f, 4.0f
+  file += std::string("\x07\0\0\0\0\0\0\0", 8);        // b = [7]
+  file += std::string("\0\0\x80\x3f\0\0\0\x40", 8);    // 1.0f, 2.0f
+  file += std::string("\0\0\x40\x40\0\0\x80\x40", 8);  // 3.0f, 4.0f
   ASSERT_EQ(file.size(), 8u + 144u + 24u);
 
   GAN_ASSERT_OK_AND_ASSIGN(SafeTensors st, ParseSafeTensors(file));
@@ -164,20 +167,20 @@ TEST(SafeTensorsTest, RejectsBadTensorEntries) {
       {R"({"dtype":"U8","shape":[9223372036854775808,0],"data_offsets":[0,0]})", "too large"},
   };
   for (const Case& c : cases) {
-    EXPECT_THAT(ParseHeader(absl::StrCat(R"({"t.0.w":)", c.entry, "}"), buffer),
-                StatusIs(kInvalid, ::testing::AllOf(HasSubstr("tensor 't.0.w'"),
-                                                    HasSubstr(c.message))))
+    EXPECT_THAT(
+        ParseHeader(absl::StrCat(R"({"t.0.w":)", c.entry, "}"), buffer),
+        StatusIs(kInvalid, ::testing::AllOf(HasSubstr("tensor 't.0.w'"), HasSubstr(c.message))))
         << c.entry;
   }
 }
 
 TEST(SafeTensorsTest, OutOfRangeMessageNamesTensorAndBuffer) {
-  EXPECT_THAT(
-      ParseHeader(R"({"discriminator.0.weight":{"dtype":"F32","shape":[10,10],)"
-                  R"("data_offsets":[0,400]}})",
-                  std::string(320, '\0')),
-      StatusIs(kInvalid, "tensor 'discriminator.0.weight': data_offsets [0, 400] exceed the "
-                         "320-byte data buffer"));
+  EXPECT_THAT(ParseHeader(R"({"discriminator.0.weight":{"dtype":"F32","shape":[10,10],)"
+                          R"("data_offsets":[0,400]}})",
+                          std::string(320, '\0')),
+              StatusIs(kInvalid,
+                       "tensor 'discriminator.0.weight': data_offsets [0, 400] exceed the "
+                       "320-byte data buffer"));
 }
 
 TEST(SafeTensorsTest, RejectsOverlappingTensors) {
@@ -202,8 +205,7 @@ TEST(SafeTensorsTest, RejectsBadMetadata) {
 TEST(SafeTensorsTest, GetReportsMissingWrongDtypeAndShape) {
   const SafeTensors st = Sample();
   EXPECT_THAT(GetF32(st, "nope"), StatusIs(kInvalid, "tensor 'nope': not found"));
-  EXPECT_THAT(GetF32(st, "pixels"),
-              StatusIs(kInvalid, "tensor 'pixels': is U8, expected F32"));
+  EXPECT_THAT(GetF32(st, "pixels"), StatusIs(kInvalid, "tensor 'pixels': is U8, expected F32"));
   EXPECT_THAT(GetI64(st, "generator.0.weight"),
               StatusIs(kInvalid, HasSubstr("is F32, expected I64")));
   EXPECT_THAT(GetF32(st, "generator.0.weight", {3, 2}),
@@ -237,8 +239,54 @@ TEST(SafeTensorsTest, WriteRejectsInconsistentTensor) {
   const std::string path = MakeTempDir("st") + "/ckpt.safetensors";
   SafeTensors st;
   st.tensors["w"] = MakeF32Tensor({2, 2}, {1.f, 2.f, 3.f});
-  EXPECT_THAT(WriteSafeTensorsFile(path, st), StatusIs(kInvalid, HasSubstr("tensor 'w': holds 12")));
+  EXPECT_THAT(WriteSafeTensorsFile(path, st),
+              StatusIs(kInvalid, HasSubstr("tensor 'w': holds 12")));
   EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+// Views of Sample()'s tensors (valid while `st` lives).
+std::map<std::string, TensorView> ViewsOf(const SafeTensors& st) {
+  std::map<std::string, TensorView> views;
+  for (const auto& [name, tensor] : st.tensors) {
+    views[name] = TensorView{tensor.dtype, tensor.shape, tensor.bytes};
+  }
+  return views;
+}
+
+TEST(SafeTensorsTest, StreamedWriteIsByteForByteTheSerializedFile) {
+  const std::string path = MakeTempDir("st") + "/ckpt.safetensors";
+  const SafeTensors st = Sample();
+  ASSERT_THAT(WriteSafeTensorsFile(path, ViewsOf(st), st.metadata), IsOk());
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(bytes, SerializeSafeTensors(st));
+}
+
+TEST(SafeTensorsTest, StreamedWriteRejectsInconsistentTensor) {
+  const std::string path = MakeTempDir("st") + "/ckpt.safetensors";
+  const std::string three_floats(12, '\0');
+  std::map<std::string, TensorView> views;
+  views["w"] = TensorView{DType::kF32, {2, 2}, three_floats};
+  EXPECT_THAT(WriteSafeTensorsFile(path, views, {}),
+              StatusIs(kInvalid, HasSubstr("tensor 'w': holds 12")));
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(SafeTensorsTest, ParseCanKeepOnlySomeTensorsAndStillChecksTheOthers) {
+  const std::string bytes = SerializeSafeTensors(Sample());
+  GAN_ASSERT_OK_AND_ASSIGN(SafeTensors kept,
+                           ParseSafeTensors(bytes, {}, [](absl::string_view name) {
+                             return absl::StartsWith(name, "generator.");
+                           }));
+  EXPECT_EQ(kept.tensors.size(), 1u);
+  EXPECT_EQ(kept.tensors.count("generator.0.weight"), 1u);
+  EXPECT_EQ(kept.metadata, Sample().metadata);
+  // A tensor that is not kept is validated all the same: one running past the data is refused.
+  EXPECT_THAT(ParseSafeTensors(
+                  FileWith(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "1234"), {},
+                  [](absl::string_view) { return false; })
+                  .status(),
+              StatusIs(kInvalid, HasSubstr("tensor 'x'")));
 }
 
 }  // namespace
