@@ -1,12 +1,15 @@
 #include "core/checkpoint.h"
 
+#include <zlib.h>
+
 #include <cstring>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "io/status_macros.h"
+#include "absl/strings/str_format.h"
 #include "google/protobuf/util/json_util.h"
+#include "io/status_macros.h"
 
 namespace gan {
 namespace {
@@ -17,7 +20,8 @@ absl::Status Invalid(absl::string_view what) {
 
 void AddNetwork(const ParameterStore& store, SafeTensors* st) {
   for (const ParameterStore::Entry& e : store.entries()) {
-    st->tensors[e.name] = MakeF32Tensor(e.dims, absl::MakeConstSpan(store.Data(e), NumElements(e.dims)));
+    st->tensors[e.name] =
+        MakeF32Tensor(e.dims, absl::MakeConstSpan(store.Data(e), NumElements(e.dims)));
   }
   for (const auto& [layer, count] : store.batches_tracked()) {
     st->tensors[absl::StrCat(store.model_name(), ".", layer, ".num_batches_tracked")] =
@@ -67,9 +71,9 @@ absl::Status VisitNetwork(const SafeTensors& st, ParameterStore* store, bool app
   }
   for (const auto& [layer, count] : store->batches_tracked()) {
     int64_t value;
-    GAN_RETURN_IF_ERROR(CheckTensor(
-        st, absl::StrCat(store->model_name(), ".", layer, ".num_batches_tracked"), DType::kI64,
-        {}, &value));
+    GAN_RETURN_IF_ERROR(
+        CheckTensor(st, absl::StrCat(store->model_name(), ".", layer, ".num_batches_tracked"),
+                    DType::kI64, {}, &value));
     if (apply) store->BatchesTracked(layer) = value;
     ++expected;
   }
@@ -106,13 +110,51 @@ absl::StatusOr<int64_t> MetadataInt(const SafeTensors& st, const std::string& ke
   int64_t value;
   if (it == st.metadata.end()) return Invalid(absl::StrCat("metadata '", key, "' is missing"));
   if (!absl::SimpleAtoi(it->second, &value) || value < 0) {
-    return Invalid(absl::StrCat("metadata '", key, "' is not a non-negative integer: '",
-                                it->second, "'"));
+    return Invalid(
+        absl::StrCat("metadata '", key, "' is not a non-negative integer: '", it->second, "'"));
   }
   return value;
 }
 
+// One field of the checksum: its length (8 bytes little-endian) and its bytes, so that no two
+// different sequences of fields feed the same bytes.
+uLong AddField(uLong crc, absl::string_view bytes) {
+  unsigned char length[8];
+  for (int i = 0; i < 8; ++i) {
+    length[i] = static_cast<unsigned char>(uint64_t{bytes.size()} >> (8 * i));
+  }
+  crc = crc32_z(crc, length, sizeof(length));
+  return crc32_z(crc, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size());
+}
+
 }  // namespace
+
+std::string CheckpointChecksum(const SafeTensors& checkpoint) {
+  uLong crc = crc32_z(0L, Z_NULL, 0);
+  for (const auto& [name, tensor] : checkpoint.tensors) {
+    crc = AddField(crc, name);
+    crc = AddField(crc, DTypeName(tensor.dtype));
+    crc = AddField(crc, DimsToString(tensor.shape));
+    crc = AddField(crc, tensor.bytes);
+  }
+  for (const auto& [key, value] : checkpoint.metadata) {
+    if (key == kChecksumKey) continue;
+    crc = AddField(crc, key);
+    crc = AddField(crc, value);
+  }
+  return absl::StrFormat("%08x", static_cast<uint32_t>(crc));
+}
+
+absl::Status VerifyCheckpointChecksum(const SafeTensors& checkpoint) {
+  auto stored = checkpoint.metadata.find(kChecksumKey);
+  if (stored == checkpoint.metadata.end()) return absl::OkStatus();
+  const std::string computed = CheckpointChecksum(checkpoint);
+  if (stored->second != computed) {
+    return Invalid(absl::StrCat(kChecksumKey, " ", stored->second, " does not match the contents (",
+                                computed, "): the file changed after it was written"));
+  }
+  return absl::OkStatus();
+}
 
 SafeTensors MakeCheckpoint(GanTrainer& trainer, const CheckpointInfo& info) {
   SafeTensors st;
@@ -131,6 +173,7 @@ SafeTensors MakeCheckpoint(GanTrainer& trainer, const CheckpointInfo& info) {
   // Noise, dropout masks and data order are counter-based: (seed, step) is the whole RNG state.
   st.metadata["rng"] = absl::StrCat("splitmix64-counter seed=", info.seed, " step=", info.step);
   st.metadata["spec"] = spec_json;
+  st.metadata[kChecksumKey] = CheckpointChecksum(st);
   return st;
 }
 
@@ -169,12 +212,14 @@ absl::StatusOr<CheckpointInfo> RestoreCheckpoint(const SafeTensors& checkpoint,
   }
   GAN_ASSIGN_OR_RETURN(int64_t g_steps, MetadataInt(checkpoint, "optimizer.generator.steps"));
   GAN_ASSIGN_OR_RETURN(int64_t d_steps, MetadataInt(checkpoint, "optimizer.discriminator.steps"));
-  // Validate everything first, then apply: a bad file changes nothing.
+  // Validate everything first (the structure, then the checksum), then apply: a bad file changes
+  // nothing.
   for (bool apply : {false, true}) {
+    if (apply) GAN_RETURN_IF_ERROR(VerifyCheckpointChecksum(checkpoint));
     GAN_RETURN_IF_ERROR(VisitNetwork(checkpoint, &trainer->generator(), apply));
     GAN_RETURN_IF_ERROR(VisitNetwork(checkpoint, &trainer->discriminator(), apply));
-    GAN_RETURN_IF_ERROR(VisitOptimizer(checkpoint, &trainer->generator(),
-                                       &trainer->generator_optimizer(), apply));
+    GAN_RETURN_IF_ERROR(
+        VisitOptimizer(checkpoint, &trainer->generator(), &trainer->generator_optimizer(), apply));
     GAN_RETURN_IF_ERROR(VisitOptimizer(checkpoint, &trainer->discriminator(),
                                        &trainer->discriminator_optimizer(), apply));
   }

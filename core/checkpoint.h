@@ -7,14 +7,15 @@
 //       running_var); <model>.<i>.num_batches_tracked I64 (0-d)
 //   optimizer.<model>.<i>.<param>.exp_avg / .exp_avg_sq   Adam moments (F32)
 //   __metadata__ (strings): format, step, epoch, seed, rng, spec (GanSpec as JSON),
-//       optimizer.generator.steps, optimizer.discriminator.steps
+//       optimizer.generator.steps, optimizer.discriminator.steps, crc32 (see kChecksumKey)
 // Stripping the "generator." prefix of the generator's tensors gives a state_dict that an
 // equivalent torch.nn.Sequential loads with strict=True (likewise for the discriminator).
 //
 // Files are written atomically (temp file, fsync, rename, fsync of the directory). Loading
 // validates the whole file against the trainer's networks before changing anything: a corrupt,
 // truncated or mismatched file is an INVALID_ARGUMENT naming what is wrong, never a crash, and
-// leaves the trainer untouched.
+// leaves the trainer untouched. The checksum catches what parsing cannot: changed bytes inside
+// the tensors or the metadata of a file that is otherwise well formed.
 
 #include <cstdint>
 #include <string>
@@ -29,6 +30,12 @@ namespace gan {
 
 inline constexpr char kCheckpointFormat[] = "gan-checkpoint-v1";
 
+// The metadata key of a checkpoint's checksum: zlib's CRC-32 as 8 lowercase hex digits over every
+// tensor (name, dtype, shape, bytes) and every other metadata entry, in name order
+// (CheckpointChecksum). Files without it (written before it existed, or by other tools) load
+// unchecked.
+inline constexpr char kChecksumKey[] = "crc32";
+
 struct CheckpointInfo {
   int64_t step = 0;   // iterations completed
   int64_t epoch = 0;  // epoch of the next batch
@@ -40,8 +47,17 @@ SafeTensors MakeCheckpoint(GanTrainer& trainer, const CheckpointInfo& info);
 absl::Status SaveCheckpoint(const std::string& path, GanTrainer& trainer,
                             const CheckpointInfo& info);
 
-// Restores a checkpoint made by MakeCheckpoint for the same spec (networks, optimizers, step).
-// Returns its info. On error nothing in `trainer` has changed.
+// The checksum MakeCheckpoint stores under kChecksumKey, computed over `checkpoint` as it is
+// (its own kChecksumKey entry left out).
+std::string CheckpointChecksum(const SafeTensors& checkpoint);
+// OK when `checkpoint` has no kChecksumKey entry or the entry matches its contents;
+// INVALID_ARGUMENT ("checkpoint: crc32 ... does not match ...") when the file changed after it was
+// written.
+absl::Status VerifyCheckpointChecksum(const SafeTensors& checkpoint);
+
+// Restores a checkpoint made by MakeCheckpoint for the same spec (networks, optimizers, step),
+// after checking its structure and then its checksum. Returns its info. On error nothing in
+// `trainer` has changed.
 absl::StatusOr<CheckpointInfo> RestoreCheckpoint(const SafeTensors& checkpoint,
                                                  GanTrainer* trainer);
 absl::StatusOr<CheckpointInfo> LoadCheckpoint(const std::string& path, GanTrainer* trainer);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <iterator>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -80,12 +81,13 @@ std::vector<int64_t> TrainingRun::CheckpointSteps() const {
   return steps;
 }
 
-absl::StatusOr<int64_t> TrainingRun::ResumeFromLatest() {
-  if (options_.checkpoint_dir.empty()) return 0;
-  const std::vector<int64_t> steps = CheckpointSteps();
-  if (steps.empty()) return 0;
-  const std::string path = CheckpointPath(steps.back());
+absl::StatusOr<int64_t> TrainingRun::RestoreStep(int64_t step) {
+  const std::string path = CheckpointPath(step);
   GAN_ASSIGN_OR_RETURN(SafeTensors checkpoint, ReadSafeTensorsFile(path));
+  // A changed byte in the metadata must not pass for another run's seed: the checksum first.
+  if (absl::Status s = VerifyCheckpointChecksum(checkpoint); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
+  }
   // Refuse another run's checkpoint before anything of it is restored.
   auto seed = checkpoint.metadata.find("seed");
   if (seed == checkpoint.metadata.end() || seed->second != absl::StrCat(options_.seed)) {
@@ -94,24 +96,104 @@ absl::StatusOr<int64_t> TrainingRun::ResumeFromLatest() {
                      seed == checkpoint.metadata.end() ? "(none)" : seed->second,
                      ", this run uses ", options_.seed));
   }
-  GAN_ASSIGN_OR_RETURN(CheckpointInfo info, RestoreCheckpoint(checkpoint, trainer_.get()));
+  absl::StatusOr<CheckpointInfo> info = RestoreCheckpoint(checkpoint, trainer_.get());
+  if (!info.ok()) {
+    return absl::Status(info.status().code(), absl::StrCat(path, ": ", info.status().message()));
+  }
   health_.Reset();
-  return info.step;
+  last_checkpoint_step_ = info->step;
+  return info->step;
+}
+
+absl::StatusOr<int64_t> TrainingRun::ResumeFromLatest(std::vector<SetAsideCheckpoint>* set_aside) {
+  if (options_.checkpoint_dir.empty()) return 0;
+  const std::vector<int64_t> steps = CheckpointSteps();
+  if (steps.empty()) return 0;
+  std::vector<SetAsideCheckpoint> damaged;
+  auto report = [&] {
+    if (set_aside != nullptr) set_aside->insert(set_aside->end(), damaged.begin(), damaged.end());
+  };
+  for (auto step = steps.rbegin(); step != steps.rend(); ++step) {
+    absl::StatusOr<int64_t> restored = RestoreStep(*step);
+    if (restored.ok()) {
+      report();
+      return restored;
+    }
+    // Only damaged contents are set aside; anything else (another seed, a file that cannot be
+    // read) is the caller's to decide, with the file left where it is.
+    if (restored.status().code() != absl::StatusCode::kInvalidArgument) {
+      report();
+      return restored.status();
+    }
+    SetAsideCheckpoint entry{*step, CheckpointPath(*step),
+                             absl::StrCat(CheckpointPath(*step), kSetAsideSuffix),
+                             restored.status()};
+    std::error_code error;
+    std::filesystem::rename(entry.path, entry.moved_to, error);
+    if (error) {
+      report();
+      return absl::InternalError(absl::StrCat(
+          "cannot set aside the damaged checkpoint ", entry.path, " (", restored.status().message(),
+          "): rename to ", entry.moved_to, ": ", error.message()));
+    }
+    damaged.push_back(std::move(entry));
+  }
+  report();
+  // The directory once, then each file by name with why it was set aside.
+  std::string message = absl::StrCat("no intact checkpoint to resume from in ",
+                                     options_.checkpoint_dir, "; set aside:");
+  for (const SetAsideCheckpoint& entry : damaged) {
+    const std::string name = std::filesystem::path(entry.path).filename().string();
+    absl::StrAppend(&message, " ", name, " as ", name, kSetAsideSuffix, " (",
+                    absl::StripPrefix(entry.reason.message(), absl::StrCat(entry.path, ": ")),
+                    ");");
+  }
+  message.pop_back();
+  return absl::DataLossError(message);
+}
+
+absl::Status TrainingRun::CheckpointWriteError(int64_t step, const absl::Status& cause) const {
+  std::string previous = "there is no earlier checkpoint";
+  const std::vector<int64_t> steps = CheckpointSteps();
+  auto older = std::lower_bound(steps.begin(), steps.end(), step);
+  if (older != steps.begin()) {
+    const std::string path = CheckpointPath(*std::prev(older));
+    absl::StatusOr<SafeTensors> read = ReadSafeTensorsFile(path);
+    const absl::Status intact = read.ok() ? VerifyCheckpointChecksum(*read) : read.status();
+    previous = intact.ok() ? absl::StrCat("the previous checkpoint ", path, " is intact")
+                           : absl::StrCat("the previous checkpoint ", path,
+                                          " cannot be read either: ", intact.message());
+  }
+  return absl::Status(cause.code(),
+                      absl::StrCat("checkpoint at step ", step, " not written (",
+                                   CheckpointPath(step), "): ", cause.message(), "; ", previous));
 }
 
 absl::Status TrainingRun::WriteCheckpoint(const TrainingCallbacks& callbacks) {
   const int64_t step = trainer_->step();
-  // A run stopped before its first step has nothing to keep: its start is the seed's.
-  if (options_.checkpoint_dir.empty() || step == 0) return absl::OkStatus();
+  // A run stopped before its first step has nothing to keep: its start is the seed's. A step
+  // already written (a stop right after a periodic checkpoint, or the one resumed from) is not
+  // written again.
+  if (options_.checkpoint_dir.empty() || step == 0 || step == last_checkpoint_step_) {
+    return absl::OkStatus();
+  }
   const std::string path = CheckpointPath(step);
-  GAN_RETURN_IF_ERROR(
-      SaveCheckpoint(path, *trainer_, {step, sampler_.EpochOf(step), options_.seed}));
+  std::error_code error;
+  const bool existed = std::filesystem::exists(path, error);
+  if (absl::Status saved =
+          SaveCheckpoint(path, *trainer_, {step, sampler_.EpochOf(step), options_.seed});
+      !saved.ok()) {
+    // A failure after the rename (the directory's fsync) leaves the new file in place without
+    // the durability the write promises: it goes, so the previous checkpoint stays the newest.
+    if (!existed) std::filesystem::remove(path, error);
+    return CheckpointWriteError(step, saved);
+  }
+  last_checkpoint_step_ = step;
   if (callbacks.on_checkpoint) callbacks.on_checkpoint(step, path);
   // Older checkpoints go only once the new one is durable.
   if (options_.keep_checkpoints > 0) {
     std::vector<int64_t> steps = CheckpointSteps();
     for (size_t i = 0; i + options_.keep_checkpoints < steps.size(); ++i) {
-      std::error_code error;
       std::filesystem::remove(CheckpointPath(steps[i]), error);
     }
   }

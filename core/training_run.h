@@ -49,17 +49,44 @@ struct TrainingCallbacks {
   std::function<bool()> should_stop;
 };
 
+// A checkpoint ResumeFromLatest found damaged and set aside.
+struct SetAsideCheckpoint {
+  int64_t step = 0;
+  std::string path;      // where it was: <checkpoint_dir>/step-<N>.safetensors
+  std::string moved_to;  // where it is now: path + kSetAsideSuffix
+  absl::Status reason;   // why it could not be restored
+};
+
+// Appended to the name of a damaged checkpoint that ResumeFromLatest set aside.
+inline constexpr char kSetAsideSuffix[] = ".corrupt";
+
 class TrainingRun {
  public:
   // `dataset` must match the spec's image shape and outlive the run.
   static absl::StatusOr<std::unique_ptr<TrainingRun>> Create(const TrainingOptions& options,
                                                              const ImageDataset* dataset);
 
-  // Restores the newest checkpoint in checkpoint_dir; returns its step, or 0 when there is none.
-  absl::StatusOr<int64_t> ResumeFromLatest();
+  // Restores the newest intact checkpoint in checkpoint_dir; returns its step, or 0 when there is
+  // none at all.
+  //
+  // A checkpoint whose contents are damaged (truncated, bytes changed, a bad header: reading,
+  // checking or restoring it fails with INVALID_ARGUMENT) is set aside: renamed to
+  // <name>kSetAsideSuffix, so it is kept for inspection but no longer listed by CheckpointSteps,
+  // and appended to *set_aside (when not null; filled on error too); the next older one is tried.
+  // When checkpoints exist but none is intact: DATA_LOSS naming every file set aside and why.
+  // Stays a failure, leaving the file where it is: a checkpoint of another seed
+  // (FAILED_PRECONDITION) and a file that cannot be read at all (permissions, I/O errors: the
+  // status of the read), since its contents may well be intact. Nothing is restored on error.
+  absl::StatusOr<int64_t> ResumeFromLatest(std::vector<SetAsideCheckpoint>* set_aside = nullptr);
 
   // Trains until total_steps (or should_stop), checkpointing every checkpoint_every steps and at
-  // the end.
+  // the end (a step is written once, even when a stop follows its periodic checkpoint).
+  //
+  // A checkpoint that cannot be written (an I/O error, a full disk, a file over the size limit)
+  // ends the run with the write's status code and a message naming the checkpoint, the cause and
+  // the state of the previous checkpoint, which the failed write never touches (it is read back
+  // to say that it is intact). Nothing of the failed write is left on disk and on_checkpoint is
+  // not called for it.
   absl::Status Run(const TrainingCallbacks& callbacks);
 
   GanTrainer& trainer() { return *trainer_; }
@@ -77,6 +104,10 @@ class TrainingRun {
         sampler_(std::move(sampler)),
         health_(options.gradient_health) {}
   absl::Status WriteCheckpoint(const TrainingCallbacks& callbacks);
+  // The error of a checkpoint write at `step` that failed with `cause`.
+  absl::Status CheckpointWriteError(int64_t step, const absl::Status& cause) const;
+  // Restores the checkpoint at `step` (ResumeFromLatest's checks, in order).
+  absl::StatusOr<int64_t> RestoreStep(int64_t step);
   // Feeds the step to health_ and writes its flags into `metrics`.
   void MarkHealth(StepMetrics* metrics);
 
@@ -88,6 +119,7 @@ class TrainingRun {
   std::vector<float> real_;
   GradientHealthTracker health_;
   std::vector<double> relative_norms_;
+  int64_t last_checkpoint_step_ = -1;  // the step of the last checkpoint this run wrote
 };
 
 }  // namespace gan

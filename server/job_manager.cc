@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/step_metrics_proto.h"
@@ -481,8 +482,30 @@ bool JobManager::RunJob(const ClaimedJob& claim) {
       log::Info("checkpoint beyond the stored history removed",
                 {{"job_id", id}, {"step", step}, {"stored_step", record->step}});
     }
-    auto step = (*run)->ResumeFromLatest();
-    if (!step.ok()) return fail(step.status());
+    // A damaged checkpoint is set aside (renamed, kept for inspection) and the next older one is
+    // tried; another seed's checkpoint or a file that cannot be read at all fails the job.
+    std::vector<SetAsideCheckpoint> set_aside;
+    auto step = (*run)->ResumeFromLatest(&set_aside);
+    for (const SetAsideCheckpoint& damaged : set_aside) {
+      log::Warning("damaged checkpoint set aside", {{"job_id", id},
+                                                    {"step", damaged.step},
+                                                    {"moved_to", damaged.moved_to},
+                                                    {"reason", damaged.reason}});
+    }
+    if (!step.ok()) {
+      // Score, SampleImages and ExportModel find checkpoints through the store: it must not keep
+      // naming files that were set aside.
+      for (const SetAsideCheckpoint& damaged : set_aside) {
+        if (absl::Status s = store_->DeleteCheckpointRow(id, damaged.step, lease);
+            !s.ok() && !absl::IsNotFound(s)) {
+          log::Error("checkpoint row of a set-aside file not deleted",
+                     {{"job_id", id}, {"step", damaged.step}, {"status", s}});
+        }
+      }
+      return fail(step.status());
+    }
+    // Every set-aside checkpoint is newer than *step, so MarkResumed drops its row, with the
+    // events from *step on (the history keeps every step once however far back it falls).
     if (absl::Status s = store_->MarkResumed(id, *step, lease); !s.ok()) return start_failed(s);
     // The process may have died between writing this checkpoint and recording it.
     if (*step > 0) {
@@ -492,8 +515,10 @@ bool JobManager::RunJob(const ClaimedJob& claim) {
         log::Error("checkpoint not recorded", {{"job_id", id}, {"step", *step}, {"status", s}});
       }
     }
-    log::Info("job resumed",
-              {{"job_id", id}, {"from_step", *step}, {"replica", options_.replica_id}});
+    log::Info("job resumed", {{"job_id", id},
+                              {"from_step", *step},
+                              {"set_aside", static_cast<int64_t>(set_aside.size())},
+                              {"replica", options_.replica_id}});
   } else {
     if (absl::Status s = store_->MarkRunning(id, lease); !s.ok()) return start_failed(s);
     if (options_.metrics != nullptr) {

@@ -204,10 +204,11 @@ class JobStore {
   // Restart recovery from the checkpoint at `from_step` (0: from scratch), in one transaction:
   // the checkpoint at step S is taken after S steps completed and step events count from 0, so
   // the history after it is the events with step >= S; deletes those, deletes checkpoint rows with
-  // step > S (a newer checkpoint the caller could not load; it removes their files first), appends
-  // MetricEvent{resumed_from_step: S} under step S, sets step = S, latest_checkpoint_step = the
-  // newest remaining checkpoint row (S when the caller resumes from a recorded one), and state
-  // RUNNING (start_time kept). FAILED_PRECONDITION if the job already ended.
+  // step > S (newer checkpoints the caller could not load; it removes or sets aside their files
+  // first), appends MetricEvent{resumed_from_step: S} under step S, sets step = S,
+  // latest_checkpoint_step = the newest remaining checkpoint row (S when the caller resumes from a
+  // recorded one), and state RUNNING (start_time kept). FAILED_PRECONDITION if the job already
+  // ended.
   virtual absl::Status MarkResumed(const std::string& job_id, int64_t from_step,
                                    const Lease& lease) = 0;
   absl::Status MarkResumed(const std::string& job_id, int64_t from_step) {

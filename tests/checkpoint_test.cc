@@ -21,7 +21,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "io/atomic_file.h"
 #include "core/dataset.h"
 #include "core/gan_trainer.h"
 #include "core/init.h"
@@ -29,6 +28,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "io/atomic_file.h"
 #include "tests/small_gan_spec.h"
 #include "tests/test_util.h"
 
@@ -56,8 +56,8 @@ gan::v1::GanSpec SmallSpec() {
 
 // A trainer with Glorot-initialised weights (seeded by init_seed), after
 // `steps` iterations on synthetic images with SeededRandomness(kSeed, step).
-std::unique_ptr<GanTrainer> MakeTrainer(const gan::v1::GanSpec& spec,
-                                        uint64_t init_seed, int steps) {
+std::unique_ptr<GanTrainer> MakeTrainer(const gan::v1::GanSpec& spec, uint64_t init_seed,
+                                        int steps) {
   auto trainer = GanTrainer::Create(spec);
   EXPECT_THAT(trainer.status(), IsOk());
   if (!trainer.ok()) return nullptr;
@@ -65,13 +65,11 @@ std::unique_ptr<GanTrainer> MakeTrainer(const gan::v1::GanSpec& spec,
   InitializeGlorotUniform(init_seed + 1, &(*trainer)->discriminator());
   for (int i = 0; i < steps; ++i) {
     std::vector<float> real((*trainer)->real_batch_size());
-    const ImageDataset images =
-        MakeSyntheticDataset(spec.batch_size(), 100 + i, 8, 8, 1);
+    const ImageDataset images = MakeSyntheticDataset(spec.batch_size(), 100 + i, 8, 8, 1);
     std::vector<int64_t> indices(spec.batch_size());
     for (int b = 0; b < spec.batch_size(); ++b) indices[b] = b;
     images.FillBatch(indices, real.data());
-    SeededRandomness randomness(kSeed, (*trainer)->step(),
-                                spec.noise().distribution());
+    SeededRandomness randomness(kSeed, (*trainer)->step(), spec.noise().distribution());
     (*trainer)->Step(real, randomness);
   }
   return std::move(trainer).value();
@@ -96,8 +94,7 @@ NetworkState CaptureNetwork(ParameterStore& store, Adam& adam) {
 
 TrainerState Capture(GanTrainer& trainer) {
   return {CaptureNetwork(trainer.generator(), trainer.generator_optimizer()),
-          CaptureNetwork(trainer.discriminator(),
-                         trainer.discriminator_optimizer()),
+          CaptureNetwork(trainer.discriminator(), trainer.discriminator_optimizer()),
           trainer.step()};
 }
 
@@ -116,26 +113,21 @@ void ExpectSameNetwork(const ParameterStore& layout, const NetworkState& actual,
     const int64_t n = NumElements(e.dims);
     const auto& a = e.trainable ? actual.trainable : actual.state;
     const auto& b = e.trainable ? expected.trainable : expected.state;
-    EXPECT_TRUE(SameBits(a.data() + e.offset, b.data() + e.offset, n))
-        << e.name;
+    EXPECT_TRUE(SameBits(a.data() + e.offset, b.data() + e.offset, n)) << e.name;
     if (!e.trainable) continue;
-    EXPECT_TRUE(SameBits(actual.exp_avg.data() + e.offset,
-                         expected.exp_avg.data() + e.offset, n))
+    EXPECT_TRUE(SameBits(actual.exp_avg.data() + e.offset, expected.exp_avg.data() + e.offset, n))
         << "optimizer." << e.name << ".exp_avg";
-    EXPECT_TRUE(SameBits(actual.exp_avg_sq.data() + e.offset,
-                         expected.exp_avg_sq.data() + e.offset, n))
+    EXPECT_TRUE(
+        SameBits(actual.exp_avg_sq.data() + e.offset, expected.exp_avg_sq.data() + e.offset, n))
         << "optimizer." << e.name << ".exp_avg_sq";
   }
-  EXPECT_EQ(actual.batches_tracked, expected.batches_tracked)
-      << layout.model_name();
+  EXPECT_EQ(actual.batches_tracked, expected.batches_tracked) << layout.model_name();
   EXPECT_EQ(actual.adam_steps, expected.adam_steps) << layout.model_name();
 }
 
-void ExpectSameState(GanTrainer& layout, const TrainerState& actual,
-                     const TrainerState& expected) {
+void ExpectSameState(GanTrainer& layout, const TrainerState& actual, const TrainerState& expected) {
   ExpectSameNetwork(layout.generator(), actual.generator, expected.generator);
-  ExpectSameNetwork(layout.discriminator(), actual.discriminator,
-                    expected.discriminator);
+  ExpectSameNetwork(layout.discriminator(), actual.discriminator, expected.discriminator);
   EXPECT_EQ(actual.step, expected.step);
 }
 
@@ -159,8 +151,7 @@ TEST(CheckpointTest, NamesLayoutsAndMetadataFollowTheConventions) {
 
   // name -> (dtype, shape) of every tensor, nothing else.
   std::map<std::string, std::pair<DType, std::vector<int64_t>>> expected;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape,
-                 bool trainable = true) {
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, bool trainable = true) {
     expected[name] = {DType::kF32, shape};
     if (!trainable) return;
     expected["optimizer." + name + ".exp_avg"] = {DType::kF32, shape};
@@ -202,28 +193,22 @@ TEST(CheckpointTest, NamesLayoutsAndMetadataFollowTheConventions) {
 
   // Values: each weight is the store's tensor; G's BatchNorms ran in both
   // passes of 2 steps.
-  for (ParameterStore* store :
-       {&trainer->generator(), &trainer->discriminator()}) {
+  for (ParameterStore* store : {&trainer->generator(), &trainer->discriminator()}) {
     for (const ParameterStore::Entry& e : store->entries()) {
-      GAN_ASSERT_OK_AND_ASSIGN(std::vector<float> values,
-                               GetF32(st, e.name, e.dims));
-      EXPECT_TRUE(SameBits(values.data(), store->Data(e), values.size()))
-          << e.name;
+      GAN_ASSERT_OK_AND_ASSIGN(std::vector<float> values, GetF32(st, e.name, e.dims));
+      EXPECT_TRUE(SameBits(values.data(), store->Data(e), values.size())) << e.name;
     }
   }
-  for (const char* name :
-       {"generator.1.num_batches_tracked", "generator.6.num_batches_tracked"}) {
+  for (const char* name : {"generator.1.num_batches_tracked", "generator.6.num_batches_tracked"}) {
     GAN_ASSERT_OK_AND_ASSIGN(std::vector<int64_t> count, GetI64(st, name));
     EXPECT_EQ(count, std::vector<int64_t>{4}) << name;
   }
   const ParameterStore::Entry* g0 = trainer->generator().Find(0, "weight");
   ASSERT_NE(g0, nullptr);
-  GAN_ASSERT_OK_AND_ASSIGN(
-      std::vector<float> exp_avg,
-      GetF32(st, "optimizer.generator.0.weight.exp_avg", {64, 8}));
-  EXPECT_TRUE(SameBits(
-      exp_avg.data(),
-      trainer->generator_optimizer().exp_avg().data() + g0->offset, 64 * 8));
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<float> exp_avg,
+                           GetF32(st, "optimizer.generator.0.weight.exp_avg", {64, 8}));
+  EXPECT_TRUE(SameBits(exp_avg.data(), trainer->generator_optimizer().exp_avg().data() + g0->offset,
+                       64 * 8));
 
   EXPECT_EQ(st.metadata.at("format"), kCheckpointFormat);
   EXPECT_EQ(st.metadata.at("step"), "2");
@@ -233,20 +218,16 @@ TEST(CheckpointTest, NamesLayoutsAndMetadataFollowTheConventions) {
   EXPECT_EQ(st.metadata.at("optimizer.generator.steps"), "2");
   EXPECT_EQ(st.metadata.at("optimizer.discriminator.steps"), "2");
   GAN_ASSERT_OK_AND_ASSIGN(gan::v1::GanSpec stored_spec, CheckpointSpec(st));
-  EXPECT_TRUE(
-      google::protobuf::util::MessageDifferencer::Equals(stored_spec, spec))
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(stored_spec, spec))
       << stored_spec.DebugString();
   EXPECT_THAT(st.metadata.at("spec"), HasSubstr("\"batch_size\":4"))
       << "spec JSON uses the proto field names";
 
   // The file holds exactly this, and saving is deterministic.
   const std::string dir = MakeTempDir("ckpt");
-  ASSERT_THAT(SaveCheckpoint(dir + "/a.safetensors", *trainer, {2, 1, kSeed}),
-              IsOk());
-  ASSERT_THAT(SaveCheckpoint(dir + "/b.safetensors", *trainer, {2, 1, kSeed}),
-              IsOk());
-  EXPECT_EQ(ReadBytes(dir + "/a.safetensors"),
-            ReadBytes(dir + "/b.safetensors"));
+  ASSERT_THAT(SaveCheckpoint(dir + "/a.safetensors", *trainer, {2, 1, kSeed}), IsOk());
+  ASSERT_THAT(SaveCheckpoint(dir + "/b.safetensors", *trainer, {2, 1, kSeed}), IsOk());
+  EXPECT_EQ(ReadBytes(dir + "/a.safetensors"), ReadBytes(dir + "/b.safetensors"));
   EXPECT_EQ(ReadBytes(dir + "/a.safetensors"), SerializeSafeTensors(st));
 }
 
@@ -260,8 +241,7 @@ TEST(CheckpointTest, RoundTripRestoresEverythingAndTrainingContinuesBitForBit) {
   // A fresh trainer with other weights, so every restored value is visible.
   std::unique_ptr<GanTrainer> restored = MakeTrainer(spec, 99, 0);
   ASSERT_NE(restored, nullptr);
-  GAN_ASSERT_OK_AND_ASSIGN(CheckpointInfo info,
-                           LoadCheckpoint(path, restored.get()));
+  GAN_ASSERT_OK_AND_ASSIGN(CheckpointInfo info, LoadCheckpoint(path, restored.get()));
   EXPECT_EQ(info.step, 2);
   EXPECT_EQ(info.epoch, 0);
   EXPECT_EQ(info.seed, kSeed);
@@ -275,8 +255,7 @@ TEST(CheckpointTest, RoundTripRestoresEverythingAndTrainingContinuesBitForBit) {
   // The next step is identical: metrics, then every parameter, statistic and
   // moment.
   std::vector<float> real(original->real_batch_size());
-  const ImageDataset images =
-      MakeSyntheticDataset(spec.batch_size(), 7, 8, 8, 1);
+  const ImageDataset images = MakeSyntheticDataset(spec.batch_size(), 7, 8, 8, 1);
   images.FillBatch(std::vector<int64_t>{0, 1, 2, 3}, real.data());
   SeededRandomness r1(kSeed, 2, spec.noise().distribution());
   SeededRandomness r2(kSeed, 2, spec.noise().distribution());
@@ -294,8 +273,7 @@ class CheckpointRejectionTest : public ::testing::Test {
   void SetUp() override {
     spec_ = SmallSpec();
     source_ = MakeTrainer(spec_, 1, 2);
-    target_ = MakeTrainer(
-        spec_, 5, 1);  // different weights, moments, statistics and step
+    target_ = MakeTrainer(spec_, 5, 1);  // different weights, moments, statistics and step
     ASSERT_NE(source_, nullptr);
     ASSERT_NE(target_, nullptr);
     before_ = Capture(*target_);
@@ -319,8 +297,7 @@ class CheckpointRejectionTest : public ::testing::Test {
   void ExpectRejected(const SafeTensors& st, const Matcher& message) {
     ExpectRejectedBytes(SerializeSafeTensors(st), kInvalid, message);
     // The in-memory entry point behaves the same.
-    EXPECT_THAT(RestoreCheckpoint(st, target_.get()),
-                StatusIs(kInvalid, message));
+    EXPECT_THAT(RestoreCheckpoint(st, target_.get()), StatusIs(kInvalid, message));
     ExpectSameState(*target_, Capture(*target_), before_);
   }
 
@@ -349,18 +326,15 @@ TEST_F(CheckpointRejectionTest, GoodFileLoadsIntoTarget) {
 TEST_F(CheckpointRejectionTest, TruncatedFile) {
   const uint64_t header_end = 8 + HeaderLength();
   const uint64_t size = good_bytes_.size();
-  for (uint64_t cut :
-       {uint64_t{0}, uint64_t{5}, uint64_t{8}, header_end / 2, header_end - 1,
-        header_end, header_end + 3, (header_end + size) / 2, size - 1}) {
+  for (uint64_t cut : {uint64_t{0}, uint64_t{5}, uint64_t{8}, header_end / 2, header_end - 1,
+                       header_end, header_end + 3, (header_end + size) / 2, size - 1}) {
     SCOPED_TRACE(absl::StrCat("cut at ", cut, " of ", size, " bytes"));
-    ExpectRejectedBytes(good_bytes_.substr(0, cut), kInvalid,
-                        HasSubstr("bad.safetensors"));
+    ExpectRejectedBytes(good_bytes_.substr(0, cut), kInvalid, HasSubstr("bad.safetensors"));
   }
 }
 
 TEST_F(CheckpointRejectionTest, HeaderLengthBeyondTheFile) {
-  for (uint64_t n :
-       {uint64_t{good_bytes_.size()}, uint64_t{1} << 40, ~uint64_t{0}}) {
+  for (uint64_t n : {uint64_t{good_bytes_.size()}, uint64_t{1} << 40, ~uint64_t{0}}) {
     SCOPED_TRACE(n);
     std::string bytes = good_bytes_;
     std::memcpy(bytes.data(), &n, sizeof(n));
@@ -370,22 +344,19 @@ TEST_F(CheckpointRejectionTest, HeaderLengthBeyondTheFile) {
 
 TEST_F(CheckpointRejectionTest, GarbageJsonHeader) {
   std::string bytes = good_bytes_;
-  const std::string garbage =
-      "{\"generator.0.weight\": {\"dtype\": \"F32\", oops";
+  const std::string garbage = "{\"generator.0.weight\": {\"dtype\": \"F32\", oops";
   bytes.replace(8, garbage.size(), garbage);
   ExpectRejectedBytes(bytes, kInvalid, HasSubstr("JSON"));
   // Random bytes in place of the header.
   bytes = good_bytes_;
-  for (uint64_t i = 0; i < HeaderLength(); ++i)
-    bytes[8 + i] = static_cast<char>(i * 131 + 7);
+  for (uint64_t i = 0; i < HeaderLength(); ++i) bytes[8 + i] = static_cast<char>(i * 131 + 7);
   ExpectRejectedBytes(bytes, kInvalid, HasSubstr("JSON"));
 }
 
 TEST_F(CheckpointRejectionTest, MissingTensor) {
   for (const char* name :
-       {"generator.0.weight", "generator.1.running_var",
-        "generator.6.num_batches_tracked", "discriminator.4.bias",
-        "optimizer.generator.5.weight.exp_avg",
+       {"generator.0.weight", "generator.1.running_var", "generator.6.num_batches_tracked",
+        "discriminator.4.bias", "optimizer.generator.5.weight.exp_avg",
         "optimizer.discriminator.4.bias.exp_avg_sq"}) {
     SCOPED_TRACE(name);
     SafeTensors st = good_;
@@ -402,12 +373,11 @@ TEST_F(CheckpointRejectionTest, WrongShape) {
   // Same element count in another shape, a transposed layout, a 1-element
   // tensor as 0-d and the 0-d counter as [1]; the last optimizer tensor is
   // validated last of all.
-  for (const Case& c : std::vector<Case>{
-           {"generator.0.weight", {8, 64}},
-           {"generator.5.weight", {3, 4, 3, 3}},
-           {"discriminator.4.bias", {}},
-           {"generator.1.num_batches_tracked", {1}},
-           {"optimizer.discriminator.4.bias.exp_avg_sq", {1, 1}}}) {
+  for (const Case& c : std::vector<Case>{{"generator.0.weight", {8, 64}},
+                                         {"generator.5.weight", {3, 4, 3, 3}},
+                                         {"discriminator.4.bias", {}},
+                                         {"generator.1.num_batches_tracked", {1}},
+                                         {"optimizer.discriminator.4.bias.exp_avg_sq", {1, 1}}}) {
     SCOPED_TRACE(c.name);
     SafeTensors st = good_;
     st.tensors.at(c.name).shape = c.shape;
@@ -421,30 +391,25 @@ TEST_F(CheckpointRejectionTest, WrongDtype) {
     Tensor& t = st.tensors.at("generator.0.weight");
     t.dtype = DType::kF64;
     t.bytes += t.bytes;  // F64 needs twice the bytes
-    ExpectRejected(st,
-                   AllOf(HasSubstr("generator.0.weight"), HasSubstr("F64")));
+    ExpectRejected(st, AllOf(HasSubstr("generator.0.weight"), HasSubstr("F64")));
   }
   {
     SafeTensors st = good_;
     Tensor& t = st.tensors.at("generator.6.num_batches_tracked");
-    t = MakeF32Tensor({},
-                      std::vector<float>{4.0f});  // PyTorch stores it as int64
-    ExpectRejected(st, AllOf(HasSubstr("generator.6.num_batches_tracked"),
-                             HasSubstr("F32")));
+    t = MakeF32Tensor({}, std::vector<float>{4.0f});  // PyTorch stores it as int64
+    ExpectRejected(st, AllOf(HasSubstr("generator.6.num_batches_tracked"), HasSubstr("F32")));
   }
   {
     SafeTensors st = good_;
     Tensor& t = st.tensors.at("optimizer.discriminator.0.weight.exp_avg");
     t.dtype = DType::kI32;  // same byte size
     ExpectRejected(st,
-                   AllOf(HasSubstr("optimizer.discriminator.0.weight.exp_avg"),
-                         HasSubstr("I32")));
+                   AllOf(HasSubstr("optimizer.discriminator.0.weight.exp_avg"), HasSubstr("I32")));
   }
 }
 
 TEST_F(CheckpointRejectionTest, UnexpectedExtraTensor) {
-  for (const char* name :
-       {"generator.99.weight", "discriminator.2.weight", "generator.1.extra"}) {
+  for (const char* name : {"generator.99.weight", "discriminator.2.weight", "generator.1.extra"}) {
     SCOPED_TRACE(name);
     SafeTensors st = good_;
     st.tensors[name] = MakeF32Tensor({2}, std::vector<float>{1, 2});
@@ -452,8 +417,7 @@ TEST_F(CheckpointRejectionTest, UnexpectedExtraTensor) {
   }
   // A BatchNorm counter on a layer without BatchNorm (Dense entry 0).
   SafeTensors st = good_;
-  st.tensors["generator.0.num_batches_tracked"] =
-      MakeI64Tensor({}, std::vector<int64_t>{1});
+  st.tensors["generator.0.num_batches_tracked"] = MakeI64Tensor({}, std::vector<int64_t>{1});
   ExpectRejected(st, HasSubstr("generator."));
 }
 
@@ -461,31 +425,22 @@ TEST_F(CheckpointRejectionTest, CheckpointOfAnotherSpec) {
   // Same layer list, other sizes: 8 discriminator filters and a 32-unit
   // generator Dense.
   gan::v1::GanSpec other = spec_;
-  other.mutable_discriminator()
-      ->mutable_layers(0)
-      ->mutable_conv2d()
-      ->set_filters(8);
+  other.mutable_discriminator()->mutable_layers(0)->mutable_conv2d()->set_filters(8);
   other.mutable_generator()->mutable_layers(0)->mutable_dense()->set_units(32);
-  other.mutable_generator()->mutable_layers(3)->mutable_reshape()->set_channels(
-      2);
+  other.mutable_generator()->mutable_layers(3)->mutable_reshape()->set_channels(2);
   std::unique_ptr<GanTrainer> other_trainer = MakeTrainer(other, 3, 1);
   ASSERT_NE(other_trainer, nullptr);
   const SafeTensors st = MakeCheckpoint(*other_trainer, {1, 0, kSeed});
-  ExpectRejected(st,
-                 AllOf(HasSubstr("generator.0.weight"), HasSubstr("shape")));
+  ExpectRejected(st, AllOf(HasSubstr("generator.0.weight"), HasSubstr("shape")));
 
   // Only the discriminator differs (5x5 kernels): found after the whole
   // generator matched.
   gan::v1::GanSpec wider = spec_;
-  wider.mutable_discriminator()
-      ->mutable_layers(0)
-      ->mutable_conv2d()
-      ->set_kernel_size(5);
+  wider.mutable_discriminator()->mutable_layers(0)->mutable_conv2d()->set_kernel_size(5);
   std::unique_ptr<GanTrainer> wider_trainer = MakeTrainer(wider, 3, 0);
   ASSERT_NE(wider_trainer, nullptr);
-  ExpectRejected(
-      MakeCheckpoint(*wider_trainer, {0, 0, kSeed}),
-      AllOf(HasSubstr("discriminator.0.weight"), HasSubstr("shape")));
+  ExpectRejected(MakeCheckpoint(*wider_trainer, {0, 0, kSeed}),
+                 AllOf(HasSubstr("discriminator.0.weight"), HasSubstr("shape")));
 }
 
 TEST_F(CheckpointRejectionTest, BadMetadata) {
@@ -502,10 +457,8 @@ TEST_F(CheckpointRejectionTest, BadMetadata) {
            {"step", "2.5", "step"},
            {"epoch", std::nullopt, "epoch"},
            {"seed", "0x11", "seed"},
-           {"optimizer.generator.steps", std::nullopt,
-            "optimizer.generator.steps"},
-           {"optimizer.discriminator.steps", "many",
-            "optimizer.discriminator.steps"},
+           {"optimizer.generator.steps", std::nullopt, "optimizer.generator.steps"},
+           {"optimizer.discriminator.steps", "many", "optimizer.discriminator.steps"},
            {"format", "gan-checkpoint-v0", "format"},
            {"format", std::nullopt, "format"},
        }) {
@@ -524,14 +477,46 @@ TEST_F(CheckpointRejectionTest, BadMetadata) {
   ExpectRejected(st, HasSubstr("format"));
 }
 
+TEST_F(CheckpointRejectionTest, ChangedBytesThatStillParseFailTheChecksum) {
+  EXPECT_EQ(good_.metadata.at(kChecksumKey), CheckpointChecksum(good_));
+  EXPECT_THAT(VerifyCheckpointChecksum(good_), IsOk());
+
+  // One bit of a tensor's data: the file parses and every shape matches, only the checksum can
+  // tell.
+  const uint64_t header_end = 8 + HeaderLength();
+  for (uint64_t at : {header_end, (header_end + good_bytes_.size()) / 2, good_bytes_.size() - 1}) {
+    SCOPED_TRACE(absl::StrCat("bit flipped at byte ", at, " of ", good_bytes_.size()));
+    std::string bytes = good_bytes_;
+    bytes[at] = static_cast<char>(bytes[at] ^ 0x10);
+    ExpectRejectedBytes(bytes, kInvalid, AllOf(HasSubstr("crc32"), HasSubstr("does not match")));
+  }
+  // A metadata value that is still valid, and a tensor value changed in memory.
+  SafeTensors st = good_;
+  st.metadata["epoch"] = "1";
+  ExpectRejected(st, HasSubstr("crc32"));
+  st = good_;
+  st.tensors.at("discriminator.0.bias").bytes[0] ^= 1;
+  ExpectRejected(st, HasSubstr("crc32"));
+  // Only the checksum itself changed.
+  st = good_;
+  st.metadata[kChecksumKey] = "00000000";
+  ExpectRejected(st, HasSubstr("crc32 00000000"));
+
+  // A file without a checksum (older checkpoints, other tools) loads unchecked.
+  st = good_;
+  st.metadata.erase(kChecksumKey);
+  EXPECT_THAT(VerifyCheckpointChecksum(st), IsOk());
+  EXPECT_THAT(RestoreCheckpoint(st, target_.get()), IsOk());
+  ExpectSameState(*target_, Capture(*target_), Capture(*source_));
+}
+
 TEST(CheckpointTest, EveryUint64SeedRoundTrips) {
   // CheckpointInfo::seed is a uint64 (gan-train's --seed too); seeds >= 2^63
   // must load back.
   const gan::v1::GanSpec spec = SmallSpec();
   std::unique_ptr<GanTrainer> trainer = MakeTrainer(spec, 1, 1);
   ASSERT_NE(trainer, nullptr);
-  for (uint64_t seed : {uint64_t{0}, (uint64_t{1} << 63) - 1, uint64_t{1} << 63,
-                        ~uint64_t{0}}) {
+  for (uint64_t seed : {uint64_t{0}, (uint64_t{1} << 63) - 1, uint64_t{1} << 63, ~uint64_t{0}}) {
     SCOPED_TRACE(seed);
     const SafeTensors st = MakeCheckpoint(*trainer, {1, 0, seed});
     EXPECT_EQ(st.metadata.at("seed"), absl::StrCat(seed));
@@ -552,8 +537,7 @@ TEST(CheckpointSpecTest, ReadsAndRejectsTheSpecMetadata) {
 
 TEST(CheckpointAtomicTest, FailedOverwriteKeepsThePreviousCheckpoint) {
   const gan::v1::GanSpec spec = SmallSpec();
-  for (AtomicWriteStage stage :
-       {AtomicWriteStage::kAfterWrite, AtomicWriteStage::kAfterFsync}) {
+  for (AtomicWriteStage stage : {AtomicWriteStage::kAfterWrite, AtomicWriteStage::kAfterFsync}) {
     SCOPED_TRACE(static_cast<int>(stage));
     std::unique_ptr<GanTrainer> trainer = MakeTrainer(spec, 1, 2);
     ASSERT_NE(trainer, nullptr);
@@ -571,13 +555,11 @@ TEST(CheckpointAtomicTest, FailedOverwriteKeepsThePreviousCheckpoint) {
     SetAtomicWriteFaultForTesting(AtomicWriteStage::kNone);
 
     EXPECT_EQ(ReadBytes(path), old_bytes);
-    EXPECT_EQ(::gan::testing::DirectoryNames(dir),
-              std::vector<std::string>{"latest.safetensors"})
+    EXPECT_EQ(::gan::testing::DirectoryNames(dir), std::vector<std::string>{"latest.safetensors"})
         << "no temp file lingers";
     std::unique_ptr<GanTrainer> fresh = MakeTrainer(spec, 42, 0);
     ASSERT_NE(fresh, nullptr);
-    GAN_ASSERT_OK_AND_ASSIGN(CheckpointInfo info,
-                             LoadCheckpoint(path, fresh.get()));
+    GAN_ASSERT_OK_AND_ASSIGN(CheckpointInfo info, LoadCheckpoint(path, fresh.get()));
     EXPECT_EQ(info.step, 2);
     ExpectSameState(*fresh, Capture(*fresh), at_step_2);
 
@@ -589,8 +571,7 @@ TEST(CheckpointAtomicTest, FailedOverwriteKeepsThePreviousCheckpoint) {
   }
 }
 
-TEST(CheckpointAtomicTest,
-     FailureAfterRenameIsReportedButTheNewCheckpointIsComplete) {
+TEST(CheckpointAtomicTest, FailureAfterRenameIsReportedButTheNewCheckpointIsComplete) {
   const gan::v1::GanSpec spec = SmallSpec();
   std::unique_ptr<GanTrainer> trainer = MakeTrainer(spec, 1, 1);
   std::unique_ptr<GanTrainer> later = MakeTrainer(spec, 1, 2);
@@ -602,12 +583,10 @@ TEST(CheckpointAtomicTest,
   SetAtomicWriteFaultForTesting(AtomicWriteStage::kAfterRename);
   EXPECT_THAT(SaveCheckpoint(path, *later, {2, 0, kSeed}), Not(IsOk()));
   SetAtomicWriteFaultForTesting(AtomicWriteStage::kNone);
-  EXPECT_EQ(::gan::testing::DirectoryNames(dir),
-            std::vector<std::string>{"latest.safetensors"});
+  EXPECT_EQ(::gan::testing::DirectoryNames(dir), std::vector<std::string>{"latest.safetensors"});
   std::unique_ptr<GanTrainer> fresh = MakeTrainer(spec, 42, 0);
   ASSERT_NE(fresh, nullptr);
-  GAN_ASSERT_OK_AND_ASSIGN(CheckpointInfo info,
-                           LoadCheckpoint(path, fresh.get()));
+  GAN_ASSERT_OK_AND_ASSIGN(CheckpointInfo info, LoadCheckpoint(path, fresh.get()));
   EXPECT_EQ(info.step, 2);
   ExpectSameState(*fresh, Capture(*fresh), Capture(*later));
 }

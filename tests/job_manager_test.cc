@@ -1,11 +1,15 @@
 // JobManager exercised directly, without gRPC: queueing and its bound, cancel (queued and
-// running), recovery after a restart, and store errors (which must never lose a job).
+// running), recovery after a restart (also from damaged checkpoints), and store errors (which
+// must never lose a job).
 
 #include "server/job_manager.h"
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
@@ -25,6 +29,7 @@ using ::gan::testing::LongJob;
 using ::gan::testing::MakeTempDir;
 using ::gan::testing::StatusIs;
 using ::gan::testing::TinyJob;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // A real SQLite store whose chosen methods fail with INTERNAL while `failures_left` > 0.
@@ -311,6 +316,100 @@ TEST_F(JobManagerTest, BadSpecsAreRefusedBeforeAnythingIsStored) {
   gan::v1::ListJobsRequest all;
   GAN_ASSERT_OK_AND_ASSIGN(const gan::v1::ListJobsResponse listed, manager_->List(all));
   EXPECT_EQ(listed.jobs_size(), 0);
+}
+
+// Pauses a job of TinyJob(400) with a checkpoint every 50 steps once it passed step 110 (a
+// shutdown writes a checkpoint at the step it stops after), and returns its checkpoint rows, at
+// least two.
+std::vector<CheckpointRow> PauseWithCheckpoints(JobManager* manager, FaultyJobStore* store,
+                                                const std::string& job_id) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (absl::Now() < deadline) {
+    absl::StatusOr<gan::v1::Job> job = manager->Get(job_id);
+    if (job.ok() && job->step() > 110) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  manager->Shutdown();
+  absl::StatusOr<std::vector<CheckpointRow>> rows = store->ListCheckpoints(job_id);
+  EXPECT_THAT(rows.status(), IsOk());
+  if (!rows.ok()) return {};
+  EXPECT_GE(rows->size(), 2u);
+  return *rows;
+}
+
+void Truncate(const std::string& path) {
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) / 3);
+}
+
+TEST_F(JobManagerTest, ADamagedNewestCheckpointIsSetAsideAndTheJobResumesFromThePreviousOne) {
+  StartManager();
+  gan::v1::JobSpec spec = TinyJob(400);
+  spec.set_checkpoint_every(50);
+  GAN_ASSERT_OK_AND_ASSIGN(const gan::v1::Job job, manager_->Submit("", spec));
+  const std::vector<CheckpointRow> rows =
+      PauseWithCheckpoints(manager_.get(), store_.get(), job.job_id());
+  ASSERT_GE(rows.size(), 2u);
+  const CheckpointRow newest = rows.back(), previous = rows[rows.size() - 2];
+  Truncate(newest.path);
+
+  manager_.reset();
+  store_.reset();
+  OpenStore();
+  StartManager();
+  GAN_ASSERT_OK_AND_ASSIGN(const gan::v1::Job done, WaitFor(job.job_id(), Ended));
+  EXPECT_EQ(done.state(), gan::v1::JOB_STATE_SUCCEEDED) << done.error_message();
+  EXPECT_EQ(done.latest_checkpoint_step(), 400);
+
+  // Every step exactly once: the steps after the previous checkpoint were trained again.
+  GAN_ASSERT_OK_AND_ASSIGN(std::vector<MetricRow> events,
+                           manager_->ReadEvents(job.job_id(), 0, 0, 1000));
+  std::vector<int64_t> steps, resumed_from;
+  for (const MetricRow& row : events) {
+    if (row.event.has_step()) steps.push_back(row.event.step().step());
+    if (row.event.has_resumed_from_step()) resumed_from.push_back(row.event.resumed_from_step());
+  }
+  EXPECT_EQ(resumed_from, std::vector<int64_t>{previous.step});
+  ASSERT_EQ(steps.size(), 400u);
+  for (int64_t i = 0; i < 400; ++i) EXPECT_EQ(steps[i], i);
+
+  // The damaged file is kept for inspection; no checkpoint row names a file that is gone.
+  EXPECT_TRUE(std::filesystem::exists(newest.path + ".corrupt")) << newest.path;
+  GAN_ASSERT_OK_AND_ASSIGN(const std::vector<CheckpointRow> after,
+                           store_->ListCheckpoints(job.job_id()));
+  for (const CheckpointRow& row : after) {
+    EXPECT_TRUE(std::filesystem::exists(row.path)) << row.path;
+  }
+}
+
+TEST_F(JobManagerTest, NoIntactCheckpointFailsTheJobNamingTheFilesAndLeavesNoRowsToThem) {
+  StartManager();
+  gan::v1::JobSpec spec = TinyJob(400);
+  spec.set_checkpoint_every(50);
+  GAN_ASSERT_OK_AND_ASSIGN(const gan::v1::Job job, manager_->Submit("", spec));
+  const std::vector<CheckpointRow> rows =
+      PauseWithCheckpoints(manager_.get(), store_.get(), job.job_id());
+  ASSERT_GE(rows.size(), 2u);
+  for (const CheckpointRow& row : rows) Truncate(row.path);
+
+  manager_.reset();
+  store_.reset();
+  OpenStore();
+  StartManager();
+  GAN_ASSERT_OK_AND_ASSIGN(const gan::v1::Job done, WaitFor(job.job_id(), Ended));
+  EXPECT_EQ(done.state(), gan::v1::JOB_STATE_FAILED);
+  EXPECT_THAT(done.error_message(), HasSubstr("no intact checkpoint"));
+  for (const CheckpointRow& row : rows) {
+    const std::string name = std::filesystem::path(row.path).filename().string();
+    EXPECT_THAT(done.error_message(), HasSubstr(name + " as " + name + ".corrupt ("));
+    EXPECT_TRUE(std::filesystem::exists(row.path + ".corrupt")) << row.path;
+  }
+  // Score, SampleImages and ExportModel find no checkpoint rather than a file that is gone.
+  EXPECT_EQ(done.latest_checkpoint_step(), 0);
+  GAN_ASSERT_OK_AND_ASSIGN(const std::vector<CheckpointRow> after,
+                           store_->ListCheckpoints(job.job_id()));
+  EXPECT_TRUE(after.empty());
+  EXPECT_THAT(manager_->CheckpointPath(job.job_id(), 0),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("no checkpoint")));
 }
 
 }  // namespace

@@ -5,7 +5,8 @@
 //
 // Writes <out>/checkpoints/step-<N>.safetensors, <out>/metrics.jsonl (one JSON object per
 // logged step) and <out>/samples.png (an 8x8 grid from the final generator). --resume continues
-// from the newest checkpoint in <out>, with exactly the losses of an uninterrupted run. --init FILE
+// from the newest intact checkpoint in <out> (a damaged newer one is set aside as
+// step-<N>.safetensors.corrupt), with exactly the losses of an uninterrupted run. --init FILE
 // starts from a checkpoint's (or a PyTorch state_dict's) weights; --pytorch_defaults trains with
 // PyTorch's initialization, BatchNorm and Adam defaults instead of Keras'.
 // --export_onnx DIR also writes DIR/generator.onnx and DIR/discriminator.onnx, the final networks
@@ -19,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
@@ -167,7 +169,12 @@ int Train(const Flags& flags) {
   const std::string metrics_path = flags.out + "/metrics.jsonl";
   int64_t start_step = 0;
   if (flags.resume) {
-    auto resumed = (*run)->ResumeFromLatest();
+    std::vector<gan::SetAsideCheckpoint> set_aside;
+    auto resumed = (*run)->ResumeFromLatest(&set_aside);
+    for (const gan::SetAsideCheckpoint& damaged : set_aside) {
+      std::fprintf(stderr, "gan-train: damaged checkpoint set aside as %s: %s\n",
+                   damaged.moved_to.c_str(), damaged.reason.ToString().c_str());
+    }
     if (!resumed.ok()) return Fail(resumed.status());
     start_step = *resumed;
     if (auto s = TruncateMetrics(metrics_path, start_step); !s.ok()) return Fail(s);
