@@ -3,6 +3,8 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <map>
+#include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -18,28 +20,39 @@ absl::Status Invalid(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("checkpoint: ", what));
 }
 
-void AddNetwork(const ParameterStore& store, SafeTensors* st) {
+// Views into the trainer's buffers: valid while the trainer is left alone.
+using Views = std::map<std::string, TensorView>;
+
+template <typename T>
+absl::string_view BytesOf(const T* data, int64_t n) {
+  static_assert(
+      __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+      "checkpoint tensors are little-endian: views of host memory need a little-endian host");
+  return absl::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(n) * sizeof(T));
+}
+
+void AddNetwork(const ParameterStore& store, Views* views) {
   for (const ParameterStore::Entry& e : store.entries()) {
-    st->tensors[e.name] =
-        MakeF32Tensor(e.dims, absl::MakeConstSpan(store.Data(e), NumElements(e.dims)));
+    (*views)[e.name] = TensorView{DType::kF32, e.dims, BytesOf(store.Data(e), NumElements(e.dims))};
   }
   for (const auto& [layer, count] : store.batches_tracked()) {
-    st->tensors[absl::StrCat(store.model_name(), ".", layer, ".num_batches_tracked")] =
-        MakeI64Tensor({}, {count});
+    (*views)[absl::StrCat(store.model_name(), ".", layer, ".num_batches_tracked")] =
+        TensorView{DType::kI64, {}, BytesOf(&count, 1)};
   }
 }
 
-void AddOptimizer(const ParameterStore& store, Adam& adam, SafeTensors* st) {
+void AddOptimizer(const ParameterStore& store, Adam& adam, Views* views,
+                  std::map<std::string, std::string>* metadata) {
   for (const ParameterStore::Entry& e : store.entries()) {
     if (!e.trainable) continue;
     const int64_t n = NumElements(e.dims);
     const std::string prefix = absl::StrCat("optimizer.", e.name);
-    st->tensors[prefix + ".exp_avg"] =
-        MakeF32Tensor(e.dims, absl::MakeConstSpan(adam.exp_avg().data() + e.offset, n));
-    st->tensors[prefix + ".exp_avg_sq"] =
-        MakeF32Tensor(e.dims, absl::MakeConstSpan(adam.exp_avg_sq().data() + e.offset, n));
+    (*views)[prefix + ".exp_avg"] =
+        TensorView{DType::kF32, e.dims, BytesOf(adam.exp_avg().data() + e.offset, n)};
+    (*views)[prefix + ".exp_avg_sq"] =
+        TensorView{DType::kF32, e.dims, BytesOf(adam.exp_avg_sq().data() + e.offset, n)};
   }
-  st->metadata[absl::StrCat("optimizer.", store.model_name(), ".steps")] =
+  (*metadata)[absl::StrCat("optimizer.", store.model_name(), ".steps")] =
       absl::StrCat(adam.steps());
 }
 
@@ -129,20 +142,50 @@ uLong AddField(uLong crc, absl::string_view bytes) {
 
 }  // namespace
 
-std::string CheckpointChecksum(const SafeTensors& checkpoint) {
+namespace {
+
+template <typename Tensors>  // a name -> Tensor or name -> TensorView map
+std::string Checksum(const Tensors& tensors, const std::map<std::string, std::string>& metadata) {
   uLong crc = crc32_z(0L, Z_NULL, 0);
-  for (const auto& [name, tensor] : checkpoint.tensors) {
+  for (const auto& [name, tensor] : tensors) {
     crc = AddField(crc, name);
     crc = AddField(crc, DTypeName(tensor.dtype));
     crc = AddField(crc, DimsToString(tensor.shape));
     crc = AddField(crc, tensor.bytes);
   }
-  for (const auto& [key, value] : checkpoint.metadata) {
+  for (const auto& [key, value] : metadata) {
     if (key == kChecksumKey) continue;
     crc = AddField(crc, key);
     crc = AddField(crc, value);
   }
   return absl::StrFormat("%08x", static_cast<uint32_t>(crc));
+}
+
+// The checkpoint as views into the trainer, its metadata complete (checksum included).
+void CheckpointViews(GanTrainer& trainer, const CheckpointInfo& info, Views* views,
+                     std::map<std::string, std::string>* metadata) {
+  AddNetwork(trainer.generator(), views);
+  AddNetwork(trainer.discriminator(), views);
+  AddOptimizer(trainer.generator(), trainer.generator_optimizer(), views, metadata);
+  AddOptimizer(trainer.discriminator(), trainer.discriminator_optimizer(), views, metadata);
+  std::string spec_json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(trainer.spec(), &spec_json, options);
+  (*metadata)["format"] = kCheckpointFormat;
+  (*metadata)["step"] = absl::StrCat(info.step);
+  (*metadata)["epoch"] = absl::StrCat(info.epoch);
+  (*metadata)["seed"] = absl::StrCat(info.seed);
+  // Noise, dropout masks and data order are counter-based: (seed, step) is the whole RNG state.
+  (*metadata)["rng"] = absl::StrCat("splitmix64-counter seed=", info.seed, " step=", info.step);
+  (*metadata)["spec"] = spec_json;
+  (*metadata)[kChecksumKey] = Checksum(*views, *metadata);
+}
+
+}  // namespace
+
+std::string CheckpointChecksum(const SafeTensors& checkpoint) {
+  return Checksum(checkpoint.tensors, checkpoint.metadata);
 }
 
 absl::Status VerifyCheckpointChecksum(const SafeTensors& checkpoint) {
@@ -157,29 +200,22 @@ absl::Status VerifyCheckpointChecksum(const SafeTensors& checkpoint) {
 }
 
 SafeTensors MakeCheckpoint(GanTrainer& trainer, const CheckpointInfo& info) {
+  Views views;
   SafeTensors st;
-  AddNetwork(trainer.generator(), &st);
-  AddNetwork(trainer.discriminator(), &st);
-  AddOptimizer(trainer.generator(), trainer.generator_optimizer(), &st);
-  AddOptimizer(trainer.discriminator(), trainer.discriminator_optimizer(), &st);
-  std::string spec_json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(trainer.spec(), &spec_json, options);
-  st.metadata["format"] = kCheckpointFormat;
-  st.metadata["step"] = absl::StrCat(info.step);
-  st.metadata["epoch"] = absl::StrCat(info.epoch);
-  st.metadata["seed"] = absl::StrCat(info.seed);
-  // Noise, dropout masks and data order are counter-based: (seed, step) is the whole RNG state.
-  st.metadata["rng"] = absl::StrCat("splitmix64-counter seed=", info.seed, " step=", info.step);
-  st.metadata["spec"] = spec_json;
-  st.metadata[kChecksumKey] = CheckpointChecksum(st);
+  CheckpointViews(trainer, info, &views, &st.metadata);
+  for (const auto& [name, view] : views) {
+    st.tensors[name] = Tensor{view.dtype, view.shape, std::string(view.bytes)};
+  }
   return st;
 }
 
 absl::Status SaveCheckpoint(const std::string& path, GanTrainer& trainer,
                             const CheckpointInfo& info) {
-  return WriteSafeTensorsFile(path, MakeCheckpoint(trainer, info));
+  // Streamed from the trainer's buffers into the file: no copy of the tensors is assembled.
+  Views views;
+  std::map<std::string, std::string> metadata;
+  CheckpointViews(trainer, info, &views, &metadata);
+  return WriteSafeTensorsFile(path, views, metadata);
 }
 
 absl::Status LoadNetworkWeights(const SafeTensors& checkpoint, ParameterStore* store) {
