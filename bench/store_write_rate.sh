@@ -2,7 +2,8 @@
 # How many training steps per second one PostgreSQL can store: each step of a job is the two
 # fenced transactions gan-server commits (server/postgres_job_store.cc): lock the job's row, insert
 # the metric event (EVENT_BYTES of protobuf) and notify, commit; then the fenced progress update,
-# commit. Starts a throwaway cluster (fsync on), lets gan-server create its schema, then runs
+# commit; both with synchronous_commit off, as the server sends them (a step's writes do not wait
+# for the disk; the checkpoint's and the job's end do). Starts a throwaway cluster (fsync on), lets gan-server create its schema, then runs
 # pgbench with CLIENTS connections, each playing one running job, for SECONDS.
 #   bench/store_write_rate.sh [CLIENTS=1] [SECONDS=20] [EVENT_BYTES=600]
 # Prints pgbench's summary and the step rate (each pgbench transaction is one training step).
@@ -33,13 +34,17 @@ psql -c "INSERT INTO jobs (job_id, spec, state, create_time_us, replica, lease_e
          SELECT 'job-' || c, '', 2, 0, 'bench', 1 FROM generate_series(1, $clients) AS c"
 cat >"$work/step.sql" <<SQL
 BEGIN;
+SET LOCAL synchronous_commit = off;
 SELECT replica, lease_epoch, state FROM jobs WHERE job_id = 'job-' || :client_id + 1 FOR UPDATE;
 INSERT INTO metric_events (job_id, step, event)
   VALUES ('job-' || :client_id + 1, 1, decode(repeat('ab', $event_bytes), 'hex'));
 SELECT pg_notify('gan_events', 'job-' || :client_id + 1);
 COMMIT;
+BEGIN;
+SET LOCAL synchronous_commit = off;
 UPDATE jobs SET step = step + 1
   WHERE job_id = 'job-' || :client_id + 1 AND replica = 'bench' AND lease_epoch = 1;
+COMMIT;
 SQL
 chmod 644 "$work/step.sql"
 as_pg "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -c "$clients" -j "$clients" \

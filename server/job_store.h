@@ -155,6 +155,13 @@ class JobStore {
     return MarkFinished(job_id, final_state, error_message, Lease());
   }
 
+  // Durability: SetStep and AppendMetric of a step's metrics (MetricEvent.step) are committed
+  // without waiting for the disk (SQLite synchronous=NORMAL in WAL mode, PostgreSQL
+  // synchronous_commit off): a crash or kill -9 of the server loses none of them, a power loss or
+  // database crash may lose the last ones, which a resume drops anyway (it restarts from the
+  // newest checkpoint, before them). Every other write waits for the disk, and so makes every
+  // earlier commit durable with it: the store is always at a consistent prefix of its writes.
+
   // Records progress (iterations completed) without an event. Allowed in any state: a trainer
   // finishing the step it was in when the job was cancelled still reports it.
   virtual absl::Status SetStep(const std::string& job_id, int64_t step, const Lease& lease) = 0;

@@ -406,17 +406,21 @@ absl::Status PostgresJobStore::MarkFinished(const std::string& job_id,
 absl::Status PostgresJobStore::SetStep(const std::string& job_id, int64_t step,
                                        const Lease& lease) {
   absl::MutexLock lock(&mu_);
-  // One statement (repeating it is harmless): the row lock of the UPDATE is the fence.
-  GAN_ASSIGN_OR_RETURN(
-      Result result,
-      Query("UPDATE jobs SET step = $1 WHERE job_id = $2"
-            " AND ($3::TEXT = '' OR (replica = $3::TEXT AND lease_epoch = $4::BIGINT))",
-            Params().Add(step).AddText(job_id).AddText(lease.replica).Add(lease.epoch)));
-  if (result.affected() == 0) {
-    GAN_RETURN_IF_ERROR(RequireJob(*conn_, job_id));
-    return LeaseLostError(job_id, lease);
-  }
-  return absl::OkStatus();
+  // One UPDATE (repeating it is harmless): the row lock of the UPDATE is the fence. Not waiting
+  // for the disk (see JobStore).
+  return InTransaction([&](Connection& db) -> absl::Status {
+    GAN_RETURN_IF_ERROR(db.ExecScript("SET LOCAL synchronous_commit = off"));
+    GAN_ASSIGN_OR_RETURN(
+        Result result,
+        db.Exec("UPDATE jobs SET step = $1 WHERE job_id = $2"
+                " AND ($3::TEXT = '' OR (replica = $3::TEXT AND lease_epoch = $4::BIGINT))",
+                Params().Add(step).AddText(job_id).AddText(lease.replica).Add(lease.epoch)));
+    if (result.affected() == 0) {
+      GAN_RETURN_IF_ERROR(RequireJob(db, job_id));
+      return LeaseLostError(job_id, lease);
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<int64_t> PostgresJobStore::AppendMetric(const std::string& job_id, int64_t step,
@@ -425,6 +429,9 @@ absl::StatusOr<int64_t> PostgresJobStore::AppendMetric(const std::string& job_id
   absl::MutexLock lock(&mu_);
   int64_t sequence = 0;
   GAN_RETURN_IF_ERROR(InTransaction([&](Connection& db) -> absl::Status {
+    if (event.has_step()) {  // a step's metrics: not waiting for the disk (see JobStore)
+      GAN_RETURN_IF_ERROR(db.ExecScript("SET LOCAL synchronous_commit = off"));
+    }
     GAN_RETURN_IF_ERROR(LockJob(db, job_id, lease, nullptr));
     GAN_ASSIGN_OR_RETURN(sequence, InsertMetric(db, job_id, step, event));
     return absl::OkStatus();

@@ -217,7 +217,8 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
   db->SetBusyTimeout(kBusyTimeout);
 
   // WAL: readers never block the writer. synchronous=FULL fsyncs the WAL on every commit, so a
-  // committed transaction survives power loss, not only a crash of this process.
+  // committed transaction survives power loss, not only a crash of this process; a step's
+  // progress and metrics are the exception (WithoutSync, see JobStore).
   {
     GAN_ASSIGN_OR_RETURN(Statement journal, db->Prepare("PRAGMA journal_mode = WAL"));
     GAN_ASSIGN_OR_RETURN(bool row, journal.Step());
@@ -272,6 +273,14 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
 SqliteJobStore::SqliteJobStore(std::unique_ptr<Database> db) : db_(std::move(db)) {}
 
 SqliteJobStore::~SqliteJobStore() = default;
+
+absl::Status SqliteJobStore::WithoutSync(absl::FunctionRef<absl::Status()> body) {
+  GAN_RETURN_IF_ERROR(db_->Exec("PRAGMA synchronous = NORMAL;"));
+  absl::Status status = body();
+  // Every other write must stay durable: a failure to restore FULL is this call's failure too.
+  absl::Status restored = db_->Exec("PRAGMA synchronous = FULL;");
+  return status.ok() ? restored : status;
+}
 
 absl::Status SqliteJobStore::InTransaction(absl::FunctionRef<absl::Status()> body) {
   Transaction transaction(*db_);
@@ -427,16 +436,18 @@ absl::Status SqliteJobStore::MarkFinished(const std::string& job_id, gan::v1::Jo
 
 absl::Status SqliteJobStore::SetStep(const std::string& job_id, int64_t step, const Lease& lease) {
   absl::MutexLock lock(&mu_);
-  GAN_ASSIGN_OR_RETURN(Statement update,
-                       db_->Prepare("UPDATE jobs SET step = ?1 WHERE job_id = ?2"
-                                    " AND (?3 = '' OR (replica = ?3 AND lease_epoch = ?4))"));
-  update.Bind(step).BindText(job_id).BindText(lease.replica).Bind(lease.epoch);
-  GAN_RETURN_IF_ERROR(update.Run());
-  if (db_->Changes() == 0) {
-    GAN_RETURN_IF_ERROR(RequireJob(*db_, job_id));
-    return LeaseLostError(job_id, lease);
-  }
-  return absl::OkStatus();
+  return WithoutSync([&]() -> absl::Status {
+    GAN_ASSIGN_OR_RETURN(Statement update,
+                         db_->Prepare("UPDATE jobs SET step = ?1 WHERE job_id = ?2"
+                                      " AND (?3 = '' OR (replica = ?3 AND lease_epoch = ?4))"));
+    update.Bind(step).BindText(job_id).BindText(lease.replica).Bind(lease.epoch);
+    GAN_RETURN_IF_ERROR(update.Run());
+    if (db_->Changes() == 0) {
+      GAN_RETURN_IF_ERROR(RequireJob(*db_, job_id));
+      return LeaseLostError(job_id, lease);
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<int64_t> SqliteJobStore::AppendMetric(const std::string& job_id, int64_t step,
@@ -445,11 +456,14 @@ absl::StatusOr<int64_t> SqliteJobStore::AppendMetric(const std::string& job_id, 
   absl::MutexLock lock(&mu_);
   Database& db = *db_;
   int64_t sequence = 0;
-  GAN_RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
-    GAN_RETURN_IF_ERROR(RequireLease(db, job_id, lease));
-    GAN_ASSIGN_OR_RETURN(sequence, InsertMetric(db, job_id, step, event));
-    return absl::OkStatus();
-  }));
+  auto append = [&]() -> absl::Status {
+    return InTransaction([&]() -> absl::Status {
+      GAN_RETURN_IF_ERROR(RequireLease(db, job_id, lease));
+      GAN_ASSIGN_OR_RETURN(sequence, InsertMetric(db, job_id, step, event));
+      return absl::OkStatus();
+    });
+  };
+  GAN_RETURN_IF_ERROR(event.has_step() ? WithoutSync(append) : append());
   return sequence;
 }
 

@@ -77,6 +77,10 @@ class SqliteJobStore final : public JobStore {
   // Runs `body` between BEGIN IMMEDIATE and COMMIT; rolls back when `body` or COMMIT fails.
   absl::Status InTransaction(absl::FunctionRef<absl::Status()> body)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `body` (its commits) with synchronous=NORMAL: written to the WAL, not fsynced; the next
+  // FULL commit fsyncs them with it. For a training step's writes (see JobStore).
+  absl::Status WithoutSync(absl::FunctionRef<absl::Status()> body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;
   std::unique_ptr<sqlite::Database> db_ ABSL_GUARDED_BY(mu_);
