@@ -212,19 +212,29 @@ absl::StatusOr<std::vector<MetricRow>> JobManager::ReadEvents(const std::string&
 }
 
 void JobManager::NotifyAll() {
-  std::map<std::string, std::vector<std::function<void()>>> waiters;
+  std::map<std::string, std::map<uint64_t, std::function<void()>>> waiters;
   {
     absl::MutexLock lock(&waiters_mu_);
     waiters.swap(waiters_);
   }
   for (auto& [job_id, callbacks] : waiters) {
-    for (auto& callback : callbacks) callback();
+    for (auto& [registration, callback] : callbacks) callback();
   }
 }
 
-void JobManager::NotifyOnNextEvent(const std::string& job_id, std::function<void()> callback) {
+uint64_t JobManager::NotifyOnNextEvent(const std::string& job_id, std::function<void()> callback) {
   absl::MutexLock lock(&waiters_mu_);
-  waiters_[job_id].push_back(std::move(callback));
+  const uint64_t registration = ++next_registration_;
+  waiters_[job_id].emplace(registration, std::move(callback));
+  return registration;
+}
+
+void JobManager::CancelNotify(const std::string& job_id, uint64_t registration) {
+  absl::MutexLock lock(&waiters_mu_);
+  auto it = waiters_.find(job_id);
+  if (it == waiters_.end()) return;
+  it->second.erase(registration);
+  if (it->second.empty()) waiters_.erase(it);
 }
 
 bool JobManager::shutting_down() {
@@ -233,7 +243,7 @@ bool JobManager::shutting_down() {
 }
 
 void JobManager::Notify(const std::string& job_id) {
-  std::vector<std::function<void()>> callbacks;
+  std::map<uint64_t, std::function<void()>> callbacks;
   {
     absl::MutexLock lock(&waiters_mu_);
     auto it = waiters_.find(job_id);
@@ -241,7 +251,7 @@ void JobManager::Notify(const std::string& job_id) {
     callbacks.swap(it->second);
     waiters_.erase(it);
   }
-  for (auto& callback : callbacks) callback();
+  for (auto& [registration, callback] : callbacks) callback();
 }
 
 void JobManager::Finish(const std::string& job_id, gan::v1::JobState state,

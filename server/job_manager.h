@@ -108,7 +108,11 @@ class JobManager {
   // a shared store, when the callback may come without a new event) or the manager shuts down.
   // Never calls it from within this call. The callback must not block. A caller re-reads the events
   // after registering, so an event stored just before is not missed.
-  void NotifyOnNextEvent(const std::string& job_id, std::function<void()> callback);
+  // Returns the registration, which CancelNotify withdraws (a stream that ends first: otherwise
+  // the callback would be kept until the job's next event, which may be hours away).
+  uint64_t NotifyOnNextEvent(const std::string& job_id, std::function<void()> callback);
+  // Drops the callback of `registration` unless it has been called or is being called.
+  void CancelNotify(const std::string& job_id, uint64_t registration);
   bool shutting_down();
 
  private:
@@ -157,7 +161,10 @@ class JobManager {
   std::atomic<bool> store_reachable_{true};
 
   absl::Mutex waiters_mu_;
-  std::map<std::string, std::vector<std::function<void()>>> waiters_ ABSL_GUARDED_BY(waiters_mu_);
+  // Per job, by registration.
+  std::map<std::string, std::map<uint64_t, std::function<void()>>> waiters_
+      ABSL_GUARDED_BY(waiters_mu_);
+  uint64_t next_registration_ ABSL_GUARDED_BY(waiters_mu_) = 0;
 };
 
 }  // namespace gan::server

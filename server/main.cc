@@ -147,6 +147,11 @@ int main(int argc, char** argv) {
                  "queued + running jobs of one principal; 0: no limit")
       ->capture_default_str()
       ->check(CLI::Range(0, 100000));
+  app.add_option("--max_streams_per_principal", o.max_streams_per_principal,
+                 "StreamMetrics streams one principal may have open (without --auth_tokens: "
+                 "all callers together); 0: no limit")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
   app.add_option("--min_client_ping_interval_seconds", o.min_client_ping_interval_seconds,
                  "clients pinging more often get a strike")
       ->capture_default_str()

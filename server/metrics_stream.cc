@@ -25,10 +25,12 @@ struct MetricsStream::Shared {
   std::deque<gan::v1::MetricEvent> pending;
   gan::v1::MetricEvent current;
   bool writing = false, waiting = false, finished = false, cancelled = false;
+  uint64_t registration = 0;  // of the NotifyOnNextEvent callback while `waiting`
 };
 
-MetricsStream::MetricsStream(RpcCall call, JobManager* jobs, std::string job_id, int64_t from_step)
-    : call_(std::move(call)), shared_(std::make_shared<Shared>()) {
+MetricsStream::MetricsStream(RpcCall call, StreamQuota::Slot slot, JobManager* jobs,
+                             std::string job_id, int64_t from_step)
+    : call_(std::move(call)), slot_(std::move(slot)), shared_(std::make_shared<Shared>()) {
   shared_->reactor = this;
   shared_->jobs = jobs;
   shared_->job_id = std::move(job_id);
@@ -62,6 +64,12 @@ void MetricsStream::OnDone() {
 void MetricsStream::Stop(Shared& s, const grpc::Status& status) {
   if (s.finished || s.reactor == nullptr) return;
   s.finished = true;
+  // A stream that ends while it waits for the job's next event (the client left) withdraws its
+  // callback, which the job would otherwise keep until that event.
+  if (s.waiting) s.jobs->CancelNotify(s.job_id, s.registration);
+  s.waiting = false;
+  // Before the status reaches the client: a client that saw its stream end may open another.
+  s.reactor->slot_.Release();
   s.reactor->call_.Finish(status.error_code());
   s.reactor->Finish(status);
 }
@@ -106,7 +114,7 @@ void MetricsStream::Continue(Shared& s) {
   if (s.waiting) return;
   s.waiting = true;
   std::weak_ptr<Shared> weak = s.reactor->shared_;
-  s.jobs->NotifyOnNextEvent(s.job_id, [weak] {
+  s.registration = s.jobs->NotifyOnNextEvent(s.job_id, [weak] {
     std::shared_ptr<Shared> shared = weak.lock();
     if (!shared) return;
     std::lock_guard<std::recursive_mutex> lock(shared->mu);

@@ -30,6 +30,7 @@
 #include "server/process_collector.h"
 #include "server/server_metrics.h"
 #include "server/service_impl.h"
+#include "server/stream_quota.h"
 
 namespace gan::server {
 
@@ -85,6 +86,8 @@ struct Server::Parts {
   std::unique_ptr<ScoringEngine> scoring;
   std::unique_ptr<Authenticator> authenticator;  // null without --auth_tokens
   std::unique_ptr<Authorizer> authorizer;
+  // Open StreamMetrics streams per principal; outlives the streams (they end with grpc_server).
+  std::unique_ptr<StreamQuota> streams;
   std::unique_ptr<Executor> control;
   std::unique_ptr<Executor> inference;
   std::unique_ptr<TrainingServiceImpl> training_service;
@@ -137,7 +140,8 @@ void LogConfiguration(const Options& o) {
                                 {"tls_cert", o.tls_cert},
                                 {"tls_client_ca", o.tls_client_ca},
                                 {"allow_insecure", o.allow_insecure},
-                                {"max_jobs_per_principal", o.max_jobs_per_principal}});
+                                {"max_jobs_per_principal", o.max_jobs_per_principal},
+                                {"max_streams_per_principal", o.max_streams_per_principal}});
 }
 
 // What flag parsing cannot check; messages name the flag.
@@ -162,6 +166,9 @@ absl::Status ValidateOptions(const Options& o) {
   }
   if (o.batch_timeout_micros < 0) {
     return absl::InvalidArgumentError("--batch_timeout_micros: must be >= 0");
+  }
+  if (o.max_streams_per_principal < 0) {
+    return absl::InvalidArgumentError("--max_streams_per_principal: must be >= 0 (0: no limit)");
   }
   if (o.tls_cert.empty() != o.tls_key.empty()) {
     return absl::InvalidArgumentError("--tls_cert and --tls_key: give both or neither");
@@ -250,6 +257,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
                {"tokens", static_cast<int64_t>(parts->authenticator->tokens())}});
   }
   parts->authorizer = std::make_unique<Authorizer>(parts->authenticator.get(), parts->store.get());
+  parts->streams = std::make_unique<StreamQuota>(options.max_streams_per_principal,
+                                                 parts->metrics.MetricStreamsOpen());
   parts->datasets = std::make_unique<DatasetRegistry>(options.data_dir, options.fashion_mnist_dir);
   JobManagerOptions job_options = JobManagerOptionsFrom(options);
   job_options.metrics = &parts->metrics;
@@ -277,6 +286,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
   backends.inference = parts->inference.get();
   backends.metrics = &parts->metrics;
   backends.auth = parts->authorizer.get();
+  backends.streams = parts->streams.get();
   parts->training_service = std::make_unique<TrainingServiceImpl>(backends);
   parts->scoring_service = std::make_unique<ScoringServiceImpl>(backends);
   InferenceBackends inference_backends;

@@ -124,6 +124,12 @@ struct Options {
   bool allow_insecure = false;
   // QUEUED + RUNNING jobs one principal may have; 0: no limit.
   int max_jobs_per_principal = 16;
+  // StreamMetrics streams one principal may have open at once; 0: no limit. One more is
+  // RESOURCE_EXHAUSTED naming this option; a stream's place is given back when it ends for any
+  // reason (its job's final event, the client cancelling or going away, an error, shutdown).
+  // Admins count like everyone else. Without auth_tokens every caller is the one anonymous
+  // principal, so this then caps the streams of the whole server together.
+  int max_streams_per_principal = 32;
   // HTTP/2 keepalive enforcement: clients may ping at most every this many seconds (more often
   // counts as a strike; after max_ping_strikes the connection is closed).
   int min_client_ping_interval_seconds = 60;

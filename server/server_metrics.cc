@@ -264,7 +264,12 @@ ServerMetrics::ServerMetrics()
                               .Help("Inference requests answered without being computed, by "
                                     "reason (queue_full, deadline_exceeded, cancelled, "
                                     "shutting_down).")
-                              .Register(*registry_)) {
+                              .Register(*registry_)),
+      metric_streams_open_(prometheus::BuildGauge()
+                               .Name("gan_metric_streams_open")
+                               .Help("StreamMetrics streams open, all principals together.")
+                               .Register(*registry_)
+                               .Add({})) {
   for (int state = gan::v1::JOB_STATE_QUEUED; state <= gan::v1::JOB_STATE_CANCELLED; ++state) {
     // "JOB_STATE_QUEUED" -> "queued"
     std::string name = gan::v1::JobState_Name(static_cast<gan::v1::JobState>(state)).substr(10);

@@ -22,6 +22,9 @@
 //   (histogram: from queueing to the start of the request's batch) and
 //   gan_inference_rejected_total{model,reason} (reason queue_full, deadline_exceeded, cancelled
 //   or shutting_down: requests answered without being computed).
+//   Streams: gan_metric_streams_open (gauge: StreamMetrics streams open, all principals; a stream
+//   refused by --max_streams_per_principal is grpc_server_handled_total{grpc_method=
+//   "StreamMetrics",grpc_code="RESOURCE_EXHAUSTED"}, the method's only RESOURCE_EXHAUSTED).
 //   Process: process_* from /proc/self (server/process_collector.h).
 //
 // Families are built once, in the constructor; label handles are looked up once (per method at
@@ -182,6 +185,9 @@ class ServerMetrics {
   // Takes a mutex: call once per model queue, not per request.
   InferenceModelMetrics* InferenceModel(const std::string& model);
 
+  // gan_metric_streams_open, kept by the StreamQuota (server/stream_quota.h).
+  prometheus::Gauge* MetricStreamsOpen() { return &metric_streams_open_; }
+
  private:
   friend class JobMetrics;
   prometheus::Gauge* JobsGauge(gan::v1::JobState state);
@@ -218,6 +224,8 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& inference_rejected_;
   std::mutex inference_mu_;
   std::map<std::string, std::unique_ptr<InferenceModelMetrics>> inference_models_;
+
+  prometheus::Gauge& metric_streams_open_;
 };
 
 }  // namespace gan::server

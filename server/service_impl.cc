@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "io/status_macros.h"
 #include "server/export_stream.h"
 #include "server/log.h"
 #include "server/metrics_stream.h"
@@ -77,6 +78,20 @@ absl::Status InitFromVisible(const Authorizer& auth, const Principal& caller,
   absl::Status visible = auth.CheckJobVisible(caller, spec.init_from().job_id());
   if (visible.ok()) return visible;
   return absl::Status(visible.code(), absl::StrCat("init_from: ", visible.message()));
+}
+
+// Whether a StreamMetrics call may start: a valid request from an authorized caller who sees
+// the job, with a free place among the caller's --max_streams_per_principal streams (held by the
+// returned slot until the stream ends).
+absl::StatusOr<StreamQuota::Slot> AdmitStream(const ServiceBackends& backends,
+                                              const grpc::CallbackServerContext& context,
+                                              const gan::v1::StreamMetricsRequest& request) {
+  GAN_RETURN_IF_ERROR(RequireJobId(request.job_id()));
+  if (request.from_step() < 0) return absl::InvalidArgumentError("from_step: must be >= 0");
+  GAN_ASSIGN_OR_RETURN(const Principal caller,
+                       backends.auth->Authorize(context, Permission::kRead, "StreamMetrics"));
+  GAN_RETURN_IF_ERROR(backends.auth->CheckJobVisible(caller, request.job_id()));
+  return backends.streams->Acquire(caller.name);
 }
 
 constexpr char kControlQueue[] = "--max_control_queue";
@@ -205,15 +220,9 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::CancelJob(grpc::CallbackServerCon
 grpc::ServerWriteReactor<gan::v1::MetricEvent>* TrainingServiceImpl::StreamMetrics(
     grpc::CallbackServerContext* context, const gan::v1::StreamMetricsRequest* request) {
   RpcCall call(stream_metrics_metrics_);
-  absl::Status status = RequireJobId(request->job_id());
-  if (status.ok() && request->from_step() < 0) {
-    status = absl::InvalidArgumentError("from_step: must be >= 0");
-  }
-  if (status.ok()) {
-    status = CheckJob(*context, Permission::kRead, "StreamMetrics", request->job_id());
-  }
-  if (!status.ok()) return new FailedStream<gan::v1::MetricEvent>(std::move(call), status);
-  return new MetricsStream(std::move(call), backends_.jobs, request->job_id(),
+  absl::StatusOr<StreamQuota::Slot> slot = AdmitStream(backends_, *context, *request);
+  if (!slot.ok()) return new FailedStream<gan::v1::MetricEvent>(std::move(call), slot.status());
+  return new MetricsStream(std::move(call), *std::move(slot), backends_.jobs, request->job_id(),
                            request->from_step());
 }
 

@@ -6,7 +6,8 @@
 // commits, dataset and model loading, inference) runs on an Executor, never on the gRPC thread; a
 // full executor answers RESOURCE_EXHAUSTED at once, and a call whose client has gone or whose
 // deadline has passed by the time a worker takes it is answered without doing the work.
-// StreamMetrics is a MetricsStream (server/metrics_stream.h). With ServerMetrics every call is
+// StreamMetrics is a MetricsStream (server/metrics_stream.h), holding its principal's StreamQuota
+// slot while it is open. With ServerMetrics every call is
 // counted and timed (grpc_server_*; Score also feeds gan_score_*).
 
 #include "gan/v1/service.grpc.pb.h"
@@ -15,6 +16,7 @@
 #include "server/job_manager.h"
 #include "server/scoring_engine.h"
 #include "server/server_metrics.h"
+#include "server/stream_quota.h"
 
 namespace gan::server {
 
@@ -26,6 +28,7 @@ struct ServiceBackends {
   Executor* inference = nullptr;     // Score, SampleImages, ExportModel
   ServerMetrics* metrics = nullptr;  // optional
   const Authorizer* auth = nullptr;  // every call asks it first
+  StreamQuota* streams = nullptr;    // StreamMetrics per principal
 };
 
 // The caller of `context` may call `method` (`permission`) on job `job_id`: UNAUTHENTICATED,

@@ -209,6 +209,27 @@ TEST_F(JobManagerTest, JobsQueueBehindTheRunningOneAndAllFinish) {
             b.start_time().seconds() * 1'000'000'000LL + b.start_time().nanos());
 }
 
+TEST_F(JobManagerTest, AWithdrawnEventCallbackIsNeverCalled) {
+  StartManager();
+  // A queued job behind a long one stores no event for a while: a stream that ends meanwhile
+  // withdraws its callback instead of leaving it to the job's next event.
+  gan::v1::JobSpec long_job = TinyJob(1'000'000);
+  GAN_ASSERT_OK_AND_ASSIGN(const gan::v1::Job running, manager_->Submit("", long_job));
+  GAN_ASSERT_OK_AND_ASSIGN(const gan::v1::Job queued, manager_->Submit("", TinyJob(3)));
+  std::atomic<int> withdrawn_calls{0}, kept_calls{0};
+  const uint64_t withdrawn =
+      manager_->NotifyOnNextEvent(queued.job_id(), [&] { ++withdrawn_calls; });
+  manager_->NotifyOnNextEvent(queued.job_id(), [&] { ++kept_calls; });
+  manager_->CancelNotify(queued.job_id(), withdrawn);
+  manager_->CancelNotify(queued.job_id(), withdrawn);  // twice: harmless
+  GAN_ASSERT_OK_AND_ASSIGN(const gan::v1::Job cancelled, manager_->Cancel(running.job_id()));
+  GAN_ASSERT_OK_AND_ASSIGN(const gan::v1::Job done, WaitFor(queued.job_id(), Ended));
+  EXPECT_EQ(done.state(), gan::v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(withdrawn_calls.load(), 0);
+  EXPECT_EQ(kept_calls.load(), 1);
+  (void)cancelled;
+}
+
 TEST_F(JobManagerTest, AFullQueueIsResourceExhaustedButARetryGetsItsJob) {
   StartManager(/*max_queued_jobs=*/1);
   GAN_ASSERT_OK_AND_ASSIGN(const gan::v1::Job running, manager_->Submit("", LongJob()));

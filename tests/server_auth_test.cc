@@ -1,12 +1,15 @@
 // Identity, roles, tenants and transport security of an in-process Server: tokens from a token
-// file, principals that cannot see each other's jobs, quotas, TLS and mutual TLS with real
-// certificates (scripts/make_secrets.sh), and the refusal to serve a network insecurely.
+// file, principals that cannot see each other's jobs, quotas (jobs and open streams per
+// principal), TLS and mutual TLS with real certificates (scripts/make_secrets.sh), and the refusal
+// to serve a network insecurely.
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +22,7 @@
 #include "inference/grpc_service.grpc.pb.h"
 #include "server/auth.h"
 #include "server/server.h"
+#include "tests/metrics_scrape.h"
 #include "tests/test_jobs.h"
 #include "tests/test_util.h"
 
@@ -125,6 +129,33 @@ class Client {
     while (reader->Read(&event)) {
     }
     return reader->Finish();
+  }
+  // A StreamMetrics call of `job_id` left open by the caller.
+  struct HeldStream {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<gan::v1::MetricEvent>> reader;
+    gan::v1::MetricEvent event;  // the latest read
+    grpc::Status status;         // how it ended, once Read returned false
+    bool ended = false;
+
+    // Reads the next event; false (with `status` set) once the stream has ended.
+    bool Next() {
+      if (!ended && reader->Read(&event)) return true;
+      if (!ended) status = reader->Finish();
+      ended = true;
+      return false;
+    }
+  };
+  // Opens a stream and reads its first event, so that the server has taken it when this returns
+  // with the stream still open (ended is false); a refused stream comes back ended.
+  std::unique_ptr<HeldStream> Hold(const std::string& job_id) {
+    auto held = std::make_unique<HeldStream>();
+    Prepare(&held->context);
+    gan::v1::StreamMetricsRequest request;
+    request.set_job_id(job_id);
+    held->reader = training_->StreamMetrics(&held->context, request);
+    held->Next();
+    return held;
   }
   grpc::Status Infer(const std::string& model) {
     grpc::ClientContext context;
@@ -294,6 +325,99 @@ TEST_F(ServerAuthTest, APrincipalsQueuedAndRunningJobsAreCapped) {
   EXPECT_THAT(second.error_message(), HasSubstr("--max_jobs_per_principal"));
   EXPECT_TRUE(bob.Submit(TinyJob(2), &job).ok()) << "another principal has a quota of its own";
   EXPECT_TRUE(alice.Cancel(first.job_id()).ok());
+}
+
+TEST_F(ServerAuthTest, APrincipalsOpenStreamsAreCappedAndGivenBackWhenTheyEnd) {
+  constexpr int kCap = 3;
+  options_.max_streams_per_principal = kCap;
+  options_.metrics_listen = "127.0.0.1:0";
+  Start();
+  Client alice = Plain("t-alice"), bob = Plain("t-bob");
+  const std::string bobs = FinishedJob(bob);
+  gan::v1::JobSpec spec = gan::testing::LongJob();
+  spec.set_metrics_every(10);  // the streams' first events arrive soon
+  gan::v1::Job running;
+  ASSERT_TRUE(alice.Submit(spec, &running).ok());
+
+  // Alice at her cap: kCap streams of her running job, each past its first event.
+  std::vector<std::unique_ptr<Client::HeldStream>> held;
+  for (int i = 0; i < kCap; ++i) {
+    held.push_back(alice.Hold(running.job_id()));
+    ASSERT_FALSE(held.back()->ended) << held.back()->status.error_message();
+  }
+  const grpc::Status refused = alice.Stream(running.job_id());
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("--max_streams_per_principal"));
+  EXPECT_THAT(refused.error_message(), HasSubstr("principal alice has 3 open"));
+  // Bob is not: his places are his own.
+  EXPECT_TRUE(bob.Stream(bobs).ok());
+  {
+    absl::StatusOr<std::string> metrics = gan::testing::ScrapeMetrics(server_->metrics_port());
+    ASSERT_TRUE(metrics.ok()) << metrics.status();
+    EXPECT_EQ(gan::testing::MetricValue(*metrics, "gan_metric_streams_open"), kCap) << *metrics;
+    EXPECT_EQ(gan::testing::MetricValue(*metrics, "grpc_server_handled_total",
+                                        {{"grpc_code", "RESOURCE_EXHAUSTED"},
+                                         {"grpc_method", "StreamMetrics"},
+                                         {"grpc_service", "gan.v1.TrainingService"},
+                                         {"grpc_type", "server_stream"}}),
+              1)
+        << *metrics;
+  }
+
+  // Alice drops one: its place comes back once the server has seen the cancellation, which
+  // reaches it a moment after her client gave up the call.
+  held.front()->context.TryCancel();
+  while (held.front()->Next()) {
+  }
+  EXPECT_EQ(held.front()->status.error_code(), grpc::StatusCode::CANCELLED);
+  held.erase(held.begin());
+  std::unique_ptr<Client::HeldStream> again;
+  int refusals = 0;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(20); absl::Now() < deadline;) {
+    again = alice.Hold(running.job_id());
+    if (!again->ended) break;
+    ASSERT_EQ(again->status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << again->status.error_message();
+    ++refusals;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_FALSE(again->ended) << "the dropped stream's place never came back";
+  std::printf("the dropped stream's place came back after %d refusal(s)\n", refusals);
+  held.push_back(std::move(again));
+
+  // Streams that end with their job give their places back before their clients see the end.
+  ASSERT_TRUE(alice.Cancel(running.job_id()).ok());
+  for (auto& stream : held) {
+    while (stream->Next()) {
+    }
+    EXPECT_TRUE(stream->status.ok()) << stream->status.error_message();
+    EXPECT_TRUE(stream->event.has_finished());
+  }
+  absl::StatusOr<std::string> metrics = gan::testing::ScrapeMetrics(server_->metrics_port());
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_EQ(gan::testing::MetricValue(*metrics, "gan_metric_streams_open"), 0) << *metrics;
+  EXPECT_TRUE(alice.Stream(running.job_id()).ok());
+}
+
+TEST_F(ServerAuthTest, WithoutTokensEveryCallerSharesTheAnonymousPrincipalsStreams) {
+  options_.auth_tokens = "";
+  options_.max_streams_per_principal = 1;
+  Start();
+  Client first = Plain(""), second = Plain("");
+  gan::v1::Job running;
+  gan::v1::JobSpec spec = gan::testing::LongJob();
+  spec.set_metrics_every(10);
+  ASSERT_TRUE(first.Submit(spec, &running).ok());
+  std::unique_ptr<Client::HeldStream> held = first.Hold(running.job_id());
+  ASSERT_FALSE(held->ended) << held->status.error_message();
+  const grpc::Status refused = second.Stream(running.job_id());
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("the anonymous caller"));
+  ASSERT_TRUE(first.Cancel(running.job_id()).ok());
+  while (held->Next()) {
+  }
+  EXPECT_TRUE(held->status.ok()) << held->status.error_message();
+  EXPECT_TRUE(second.Stream(running.job_id()).ok());
 }
 
 TEST_F(ServerAuthTest, TheTokenFileIsReReadOnReload) {
