@@ -43,6 +43,7 @@ python_client=(python3 python3-grpcio python3-protobuf python3-numpy)
 tests=(prometheus openssl "${python_client[@]}" nodejs npm)  # openssl: scripts/make_secrets.sh
 tests+=(postgresql)  # tests/postgres_cluster.h runs its own initdb + pg_ctl cluster
 tests+=(python3-yaml)  # tests/deploy_manifests_test reads deploy/'s Compose and Kubernetes YAML
+tests+=(libtsan2)  # gcc's ThreadSanitizer runtime, for scripts/test.sh's build-tsan stage
 plot=("${python_client[@]}" python3-matplotlib)
 torch=(python3 python3-numpy python3-torch libopenblas0-openmp)
 # Packages that ship a system service which the project never wants running.
