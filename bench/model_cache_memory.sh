@@ -11,31 +11,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 models=${1:-4} preset=${2:-seed}
 work=$(mktemp -d /tmp/gan-cache-memory-XXXXXX)
-pid=
+source bench/gan_server.sh
 cleanup() {
-  if [[ -n $pid ]]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  gan_server_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
+start_server() { gan_server_start "$work" --metrics_listen= --max_cached_models "$models"; }
+stop_server() { gan_server_stop; }
+rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$GAN_PID/status"; }
+ganctl() { build/bin/ganctl --server "127.0.0.1:$GAN_PORT" "$@"; }
 
-start_server() {  # extra flags...; sets pid and port
-  build/bin/gan-server --listen 127.0.0.1:0 --metrics_listen= --data_dir "$work/data" \
-    --default_dataset synthetic --max_cached_models "$models" "$@" \
-    >"$work/server.out" 2>>"$work/server.log" &
-  pid=$!
-  port=
-  for _ in $(seq 300); do
-    port=$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$work/server.out")
-    [[ -n $port ]] && break
-    sleep 0.1
-  done
-  [[ -n $port ]] || { cat "$work/server.log"; echo "gan-server did not start" >&2; exit 1; }
-}
-stop_server() { kill -TERM "$pid"; wait "$pid" || true; pid=; }
-rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status"; }
-ganctl() { build/bin/ganctl --server "127.0.0.1:$port" "$@"; }
-
-mkdir -p "$work/data"
 start_server
 ids=()
 for ((m = 0; m < models; ++m)); do
@@ -47,7 +33,7 @@ stop_server
 start_server
 sleep 1
 idle=$(rss_mb)
-echo "preset $preset, $models models, gan-server pid $pid; VmRSS in MB"
+echo "preset $preset, $models models, gan-server pid $GAN_PID; VmRSS in MB"
 printf '%-34s %9s %9s\n' "after" "VmRSS" "delta"
 printf '%-34s %9s %9s\n' "idle (fresh server, jobs done)" "$idle" "-"
 prev=$idle
