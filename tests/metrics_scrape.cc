@@ -14,7 +14,7 @@
 
 namespace gan::testing {
 
-absl::StatusOr<std::string> ScrapeMetrics(int port) {
+absl::StatusOr<std::string> HttpGet(int port, const std::string& target) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::ErrnoToStatus(errno, "socket");
   timeval timeout = {10, 0};
@@ -29,7 +29,7 @@ absl::StatusOr<std::string> ScrapeMetrics(int port) {
     return absl::ErrnoToStatus(error, absl::StrCat("connect to port ", port));
   }
   const std::string request =
-      "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+      absl::StrCat("GET ", target, " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
   for (size_t sent = 0; sent < request.size();) {
     const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
@@ -55,13 +55,16 @@ absl::StatusOr<std::string> ScrapeMetrics(int port) {
   }
   ::close(fd);
   const size_t body = response.find("\r\n\r\n");
-  if (!absl::StartsWith(response, "HTTP/1.") || response.find(" 200 ") > 12 ||
-      body == std::string::npos) {
+  if (body == std::string::npos) return absl::InternalError("no HTTP header end");
+  const std::string status_line = response.substr(0, response.find("\r\n"));
+  if (!absl::StrContains(status_line, " 200 ")) {
     return absl::UnavailableError(
-        absl::StrCat("GET /metrics: unexpected response: ", response.substr(0, 200)));
+        absl::StrCat(target, ": ", status_line, ": ", response.substr(body + 4, 500)));
   }
   return response.substr(body + 4);
 }
+
+absl::StatusOr<std::string> ScrapeMetrics(int port) { return HttpGet(port, "/metrics"); }
 
 double MetricValue(const std::string& exposition, const std::string& name,
                    const std::map<std::string, std::string>& labels) {

@@ -1,8 +1,8 @@
 #ifndef GAN_TESTS_METRICS_SCRAPE_H_
 #define GAN_TESTS_METRICS_SCRAPE_H_
 
-// Reading a gan-server's Prometheus exposition in tests: one GET of /metrics, and one series'
-// value out of it.
+// HTTP GETs in tests (a gan-server's /metrics, Prometheus' API), and one series' value out of a
+// Prometheus exposition.
 
 #include <map>
 #include <string>
@@ -11,7 +11,10 @@
 
 namespace gan::testing {
 
-// The body of GET http://127.0.0.1:<port>/metrics (HTTP/1.0; a 10 s receive timeout).
+// The body of a plain HTTP/1.0 GET of http://127.0.0.1:<port><target> (a 10 s receive timeout)
+// when the response is 200; UNAVAILABLE naming the status line otherwise.
+absl::StatusOr<std::string> HttpGet(int port, const std::string& target);
+// HttpGet(port, "/metrics").
 absl::StatusOr<std::string> ScrapeMetrics(int port);
 
 // The value of the series `name{labels}` in `exposition` (labels in any order; prometheus-cpp

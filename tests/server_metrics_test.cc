@@ -41,10 +41,12 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/child_process.h"
+#include "tests/metrics_scrape.h"
 #include "tests/test_util.h"
 
 namespace {
 
+using ::gan::testing::HttpGet;
 using ::testing::HasSubstr;
 
 constexpr char kPrometheus[] = "/usr/bin/prometheus";
@@ -90,57 +92,6 @@ absl::StatusOr<int> FreePort() {
   }
   ::close(fd);
   return ntohs(address.sin_port);
-}
-
-// A plain HTTP/1.0 GET of http://127.0.0.1:<port><target>; the body of a 200 response.
-absl::StatusOr<std::string> HttpGet(int port, const std::string& target) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::ErrnoToStatus(errno, "socket");
-  timeval timeout = {10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    const int error = errno;
-    ::close(fd);
-    return absl::ErrnoToStatus(error, absl::StrCat("connect to port ", port));
-  }
-  const std::string request =
-      absl::StrCat("GET ", target, " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-  for (size_t sent = 0; sent < request.size();) {
-    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int error = errno;
-      ::close(fd);
-      return absl::ErrnoToStatus(error, "send");
-    }
-    sent += static_cast<size_t>(n);
-  }
-  std::string response;
-  char chunk[8192];
-  while (true) {
-    const ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int error = errno;
-      ::close(fd);
-      return absl::ErrnoToStatus(error, "recv");
-    }
-    if (n == 0) break;
-    response.append(chunk, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  if (body == std::string::npos) return absl::InternalError("no HTTP header end");
-  const std::string status_line = response.substr(0, response.find("\r\n"));
-  if (!absl::StrContains(status_line, " 200 ")) {
-    return absl::UnavailableError(
-        absl::StrCat(target, ": ", status_line, ": ", response.substr(body + 4, 500)));
-  }
-  return response.substr(body + 4);
 }
 
 std::string UrlEncode(const std::string& text) {
