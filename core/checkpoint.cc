@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -161,7 +162,8 @@ std::string Checksum(const Tensors& tensors, const std::map<std::string, std::st
   return absl::StrFormat("%08x", static_cast<uint32_t>(crc));
 }
 
-// The checkpoint as views into the trainer, its metadata complete (checksum included).
+// The checkpoint as views into the trainer, its metadata complete but for the checksum
+// (AddChecksum).
 void CheckpointViews(GanTrainer& trainer, const CheckpointInfo& info, Views* views,
                      std::map<std::string, std::string>* metadata) {
   AddNetwork(trainer.generator(), views);
@@ -179,7 +181,10 @@ void CheckpointViews(GanTrainer& trainer, const CheckpointInfo& info, Views* vie
   // Noise, dropout masks and data order are counter-based: (seed, step) is the whole RNG state.
   (*metadata)["rng"] = absl::StrCat("splitmix64-counter seed=", info.seed, " step=", info.step);
   (*metadata)["spec"] = spec_json;
-  (*metadata)[kChecksumKey] = Checksum(*views, *metadata);
+}
+
+void AddChecksum(const Views& views, std::map<std::string, std::string>* metadata) {
+  (*metadata)[kChecksumKey] = Checksum(views, *metadata);
 }
 
 }  // namespace
@@ -203,6 +208,7 @@ SafeTensors MakeCheckpoint(GanTrainer& trainer, const CheckpointInfo& info) {
   Views views;
   SafeTensors st;
   CheckpointViews(trainer, info, &views, &st.metadata);
+  AddChecksum(views, &st.metadata);
   for (const auto& [name, view] : views) {
     st.tensors[name] = Tensor{view.dtype, view.shape, std::string(view.bytes)};
   }
@@ -215,7 +221,42 @@ absl::Status SaveCheckpoint(const std::string& path, GanTrainer& trainer,
   Views views;
   std::map<std::string, std::string> metadata;
   CheckpointViews(trainer, info, &views, &metadata);
+  AddChecksum(views, &metadata);
   return WriteSafeTensorsFile(path, views, metadata);
+}
+
+struct CheckpointSnapshot::Contents {
+  std::unique_ptr<char[]> storage;  // every tensor's bytes, back to back
+  Views views;                      // into storage
+  std::map<std::string, std::string> metadata;
+};
+
+CheckpointSnapshot::CheckpointSnapshot(std::unique_ptr<Contents> contents, int64_t bytes)
+    : contents_(std::move(contents)), bytes_(bytes) {}
+CheckpointSnapshot::CheckpointSnapshot(CheckpointSnapshot&&) noexcept = default;
+CheckpointSnapshot& CheckpointSnapshot::operator=(CheckpointSnapshot&&) noexcept = default;
+CheckpointSnapshot::~CheckpointSnapshot() = default;
+
+CheckpointSnapshot CheckpointSnapshot::Take(GanTrainer& trainer, const CheckpointInfo& info) {
+  auto contents = std::make_unique<Contents>();
+  CheckpointViews(trainer, info, &contents->views, &contents->metadata);
+  size_t bytes = 0;
+  for (const auto& [name, view] : contents->views) bytes += view.bytes.size();
+  // Not value-initialized: every byte is copied over below.
+  contents->storage.reset(new char[bytes]);
+  char* at = contents->storage.get();
+  for (auto& [name, view] : contents->views) {
+    std::memcpy(at, view.bytes.data(), view.bytes.size());
+    view.bytes = absl::string_view(at, view.bytes.size());
+    at += view.bytes.size();
+  }
+  return CheckpointSnapshot(std::move(contents), static_cast<int64_t>(bytes));
+}
+
+absl::Status CheckpointSnapshot::Write(const std::string& path) const {
+  std::map<std::string, std::string> metadata = contents_->metadata;
+  AddChecksum(contents_->views, &metadata);
+  return WriteSafeTensorsFile(path, contents_->views, metadata);
 }
 
 absl::Status LoadNetworkWeights(const SafeTensors& checkpoint, ParameterStore* store) {

@@ -18,6 +18,7 @@
 // the tensors or the metadata of a file that is otherwise well formed.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -46,6 +47,29 @@ struct CheckpointInfo {
 SafeTensors MakeCheckpoint(GanTrainer& trainer, const CheckpointInfo& info);
 absl::Status SaveCheckpoint(const std::string& path, GanTrainer& trainer,
                             const CheckpointInfo& info);
+
+// A checkpoint copied out of the trainer, so that it can be written while training goes on. Take
+// costs one copy of the tensors (the checkpoint's size in memory, until the snapshot is
+// destroyed); Write computes the checksum and writes the same file as SaveCheckpoint would have
+// at Take, byte for byte, from any thread. Movable.
+class CheckpointSnapshot {
+ public:
+  static CheckpointSnapshot Take(GanTrainer& trainer, const CheckpointInfo& info);
+  CheckpointSnapshot(CheckpointSnapshot&&) noexcept;
+  CheckpointSnapshot& operator=(CheckpointSnapshot&&) noexcept;
+  ~CheckpointSnapshot();
+
+  // SaveCheckpoint's atomic write and errors.
+  absl::Status Write(const std::string& path) const;
+  // The tensors' bytes held.
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  struct Contents;
+  CheckpointSnapshot(std::unique_ptr<Contents> contents, int64_t bytes);
+  std::unique_ptr<Contents> contents_;
+  int64_t bytes_ = 0;
+};
 
 // The checksum MakeCheckpoint stores under kChecksumKey, computed over `checkpoint` as it is
 // (its own kChecksumKey entry left out).

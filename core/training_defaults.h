@@ -13,6 +13,9 @@ inline constexpr char kDefaultDataset[] = "fashion-mnist";
 // Steps between checkpoints, and how many of the newest are kept.
 inline constexpr int64_t kDefaultCheckpointEvery = 500;
 inline constexpr int kDefaultKeepCheckpoints = 3;
+// Periodic checkpoints are written by a background thread from a snapshot of the weights and
+// Adam's moments, so training does not stall on the disk.
+inline constexpr bool kDefaultBackgroundCheckpoints = true;
 // OpenMP threads of one training run (the 2 cores of a small machine).
 inline constexpr int kDefaultTrainingThreads = 2;
 

@@ -169,7 +169,41 @@ absl::Status TrainingRun::CheckpointWriteError(int64_t step, const absl::Status&
                                    CheckpointPath(step), "): ", cause.message(), "; ", previous));
 }
 
-absl::Status TrainingRun::WriteCheckpoint(const TrainingCallbacks& callbacks) {
+absl::Status TrainingRun::CheckpointFailed(int64_t step, const std::string& path, bool existed,
+                                           const absl::Status& cause) const {
+  // A failure after the rename (the directory's fsync) leaves the new file in place without the
+  // durability the write promises: it goes, so the previous checkpoint stays the newest.
+  std::error_code error;
+  if (!existed) std::filesystem::remove(path, error);
+  return CheckpointWriteError(step, cause);
+}
+
+void TrainingRun::CheckpointDone(const TrainingCallbacks& callbacks, int64_t step,
+                                 const std::string& path) {
+  last_checkpoint_step_ = step;
+  if (callbacks.on_checkpoint) callbacks.on_checkpoint(step, path);
+  // Older checkpoints go only once the new one is durable.
+  if (options_.keep_checkpoints > 0) {
+    std::error_code error;
+    std::vector<int64_t> steps = CheckpointSteps();
+    for (size_t i = 0; i + options_.keep_checkpoints < steps.size(); ++i) {
+      std::filesystem::remove(CheckpointPath(steps[i]), error);
+    }
+  }
+}
+
+absl::Status TrainingRun::FinishBackgroundCheckpoint(const TrainingCallbacks& callbacks,
+                                                     bool wait) {
+  if (!background_.in_flight() || (!wait && !background_.finished())) return absl::OkStatus();
+  const absl::Status written = background_.Wait();
+  if (!written.ok()) {
+    return CheckpointFailed(background_.step(), background_.path(), background_existed_, written);
+  }
+  CheckpointDone(callbacks, background_.step(), background_.path());
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::WriteCheckpoint(const TrainingCallbacks& callbacks, bool background) {
   const int64_t step = trainer_->step();
   // A run stopped before its first step has nothing to keep: its start is the seed's. A step
   // already written (a stop right after a periodic checkpoint, or the one resumed from) is not
@@ -177,26 +211,22 @@ absl::Status TrainingRun::WriteCheckpoint(const TrainingCallbacks& callbacks) {
   if (options_.checkpoint_dir.empty() || step == 0 || step == last_checkpoint_step_) {
     return absl::OkStatus();
   }
+  // One write at a time, in step order: the one in flight completes (and is reported) first.
+  GAN_RETURN_IF_ERROR(FinishBackgroundCheckpoint(callbacks, /*wait=*/true));
+  if (step == last_checkpoint_step_) return absl::OkStatus();
   const std::string path = CheckpointPath(step);
   std::error_code error;
   const bool existed = std::filesystem::exists(path, error);
-  if (absl::Status saved =
-          SaveCheckpoint(path, *trainer_, {step, sampler_.EpochOf(step), options_.seed});
-      !saved.ok()) {
-    // A failure after the rename (the directory's fsync) leaves the new file in place without
-    // the durability the write promises: it goes, so the previous checkpoint stays the newest.
-    if (!existed) std::filesystem::remove(path, error);
-    return CheckpointWriteError(step, saved);
+  const CheckpointInfo info{step, sampler_.EpochOf(step), options_.seed};
+  if (background) {
+    background_existed_ = existed;
+    background_.Start(step, path, CheckpointSnapshot::Take(*trainer_, info));
+    return absl::OkStatus();
   }
-  last_checkpoint_step_ = step;
-  if (callbacks.on_checkpoint) callbacks.on_checkpoint(step, path);
-  // Older checkpoints go only once the new one is durable.
-  if (options_.keep_checkpoints > 0) {
-    std::vector<int64_t> steps = CheckpointSteps();
-    for (size_t i = 0; i + options_.keep_checkpoints < steps.size(); ++i) {
-      std::filesystem::remove(CheckpointPath(steps[i]), error);
-    }
+  if (absl::Status saved = SaveCheckpoint(path, *trainer_, info); !saved.ok()) {
+    return CheckpointFailed(step, path, existed, saved);
   }
+  CheckpointDone(callbacks, step, path);
   return absl::OkStatus();
 }
 
@@ -218,6 +248,7 @@ absl::Status TrainingRun::Run(const TrainingCallbacks& callbacks) {
   const int64_t batch = options_.spec.batch_size();
   auto last = std::chrono::steady_clock::now();
   while (trainer_->step() < options_.total_steps) {
+    GAN_RETURN_IF_ERROR(FinishBackgroundCheckpoint(callbacks, /*wait=*/false));
     if (callbacks.should_stop && callbacks.should_stop()) break;
     const int64_t step = trainer_->step();
     sampler_.BatchIndices(step, indices_.data());
@@ -233,10 +264,11 @@ absl::Status TrainingRun::Run(const TrainingCallbacks& callbacks) {
     }
     if (options_.checkpoint_every > 0 && trainer_->step() % options_.checkpoint_every == 0 &&
         trainer_->step() < options_.total_steps) {
-      GAN_RETURN_IF_ERROR(WriteCheckpoint(callbacks));
+      GAN_RETURN_IF_ERROR(WriteCheckpoint(callbacks, options_.background_checkpoints));
     }
   }
-  return WriteCheckpoint(callbacks);
+  // The final checkpoint is waited for (after the one in flight, which it may make redundant).
+  return WriteCheckpoint(callbacks, /*background=*/false);
 }
 
 }  // namespace gan

@@ -16,10 +16,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/background_checkpoint.h"
 #include "core/checkpoint.h"
 #include "core/dataset.h"
 #include "core/gan_trainer.h"
 #include "core/gradient_health.h"
+#include "core/training_defaults.h"
 
 namespace gan {
 
@@ -37,13 +39,18 @@ struct TrainingOptions {
   // file written from PyTorch. Empty: none. A checkpoint of this run (ResumeFromLatest) wins.
   std::string init_checkpoint;
   bool init_optimizer = false;  // also take the file's Adam states
+  // Periodic checkpoints are written on a thread of their own from a snapshot (training goes on
+  // meanwhile; the snapshot costs the checkpoint's size in memory while it is written). False:
+  // on the training thread, which waits for the disk. The final checkpoint is always waited for.
+  bool background_checkpoints = kDefaultBackgroundCheckpoints;
 };
 
 struct TrainingCallbacks {
   // After every step, with the step's metrics (gradient-health flags included) and the recent
   // throughput (real images/s).
   std::function<void(const StepMetrics&, int64_t epoch, double images_per_s)> on_step;
-  // After a checkpoint is durable on disk.
+  // After a checkpoint is durable on disk; on the thread that called Run (a background write is
+  // reported between two steps, so later steps may have run by then).
   std::function<void(int64_t step, const std::string& path)> on_checkpoint;
   // Polled before every step; returning true stops the run after a checkpoint.
   std::function<bool()> should_stop;
@@ -80,7 +87,9 @@ class TrainingRun {
   absl::StatusOr<int64_t> ResumeFromLatest(std::vector<SetAsideCheckpoint>* set_aside = nullptr);
 
   // Trains until total_steps (or should_stop), checkpointing every checkpoint_every steps and at
-  // the end (a step is written once, even when a stop follows its periodic checkpoint).
+  // the end (a step is written once, even when a stop follows its periodic checkpoint). With
+  // background_checkpoints, at most one periodic write is in flight: the next periodic checkpoint
+  // waits for it, and Run returns only after every write it started has finished.
   //
   // A checkpoint that cannot be written (an I/O error, a full disk, a file over the size limit)
   // ends the run with the write's status code and a message naming the checkpoint, the cause and
@@ -103,7 +112,18 @@ class TrainingRun {
         dataset_(dataset),
         sampler_(std::move(sampler)),
         health_(options.gradient_health) {}
-  absl::Status WriteCheckpoint(const TrainingCallbacks& callbacks);
+  // Writes the checkpoint of the current step, on the training thread or (`background`) starting
+  // a background write; a step already written or being written is skipped.
+  absl::Status WriteCheckpoint(const TrainingCallbacks& callbacks, bool background);
+  // Completes the background write in flight, if any: with `wait`, waits for it; else only when
+  // it has already finished. A failed write's status is the run's error (CheckpointWriteError).
+  absl::Status FinishBackgroundCheckpoint(const TrainingCallbacks& callbacks, bool wait);
+  // After the checkpoint at `step` is durable: records it, reports it, prunes older ones.
+  void CheckpointDone(const TrainingCallbacks& callbacks, int64_t step, const std::string& path);
+  // The status of a failed write at `step` to `path`, which did not exist before when `!existed`
+  // (a file a failure left there goes).
+  absl::Status CheckpointFailed(int64_t step, const std::string& path, bool existed,
+                                const absl::Status& cause) const;
   // The error of a checkpoint write at `step` that failed with `cause`.
   absl::Status CheckpointWriteError(int64_t step, const absl::Status& cause) const;
   // Restores the checkpoint at `step` (ResumeFromLatest's checks, in order).
@@ -120,6 +140,8 @@ class TrainingRun {
   GradientHealthTracker health_;
   std::vector<double> relative_norms_;
   int64_t last_checkpoint_step_ = -1;  // the step of the last checkpoint this run wrote
+  BackgroundCheckpoint background_;
+  bool background_existed_ = false;  // the background write's file existed when it started
 };
 
 }  // namespace gan

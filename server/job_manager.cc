@@ -458,6 +458,7 @@ bool JobManager::RunJob(const ClaimedJob& claim) {
   training.total_steps = resolved->total_steps;
   training.checkpoint_every = resolved->checkpoint_every;
   training.keep_checkpoints = 0;  // pruned here, after the store has recorded the newer one
+  training.background_checkpoints = options_.background_checkpoints;
   training.checkpoint_dir = CheckpointDir(id);
   training.limits = options_.defaults.limits;
   training.gradient_health = resolved->gradient_health;

@@ -29,6 +29,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "core/training_defaults.h"
 #include "gan/v1/service.pb.h"
 #include "server/dataset_registry.h"
 #include "server/init_from.h"
@@ -45,8 +46,9 @@ struct JobManagerOptions {
   int max_queued_jobs = 0;         // queued jobs before Submit is RESOURCE_EXHAUSTED
   int max_jobs_per_principal = 0;  // QUEUED + RUNNING jobs of one principal; 0: no limit
   int threads_per_job = 0;         // OpenMP threads of one job's oneDNN primitives; at least 1
-  std::string replica_id;          // this replica's name as a lease holder; not empty
-  absl::Duration lease;            // a claim's lease, renewed every third of it
+  bool background_checkpoints = kDefaultBackgroundCheckpoints;  // TrainingOptions'
+  std::string replica_id;  // this replica's name as a lease holder; not empty
+  absl::Duration lease;    // a claim's lease, renewed every third of it
   // Shared store: how often idle workers look for jobs, and waiting streams re-read their job.
   absl::Duration poll_interval;
   JobDefaults defaults;

@@ -74,6 +74,10 @@ int main(int argc, char** argv) {
   app.add_option("--keep_checkpoints", o.keep_checkpoints, "default checkpoints kept per job")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
+  app.add_option("--background_checkpoints", o.background_checkpoints,
+                 "write periodic checkpoints from a snapshot on a background thread (false: on "
+                 "the training thread, without the snapshot's memory)")
+      ->capture_default_str();
   app.add_option("--max_steps", o.max_steps, "largest job in steps")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));

@@ -51,6 +51,7 @@ JobManagerOptions JobManagerOptionsFrom(const Options& options) {
   jobs.max_concurrent_jobs = options.max_concurrent_jobs;
   jobs.max_queued_jobs = options.max_queued_jobs;
   jobs.threads_per_job = options.threads_per_job;
+  jobs.background_checkpoints = options.background_checkpoints;
   jobs.defaults.dataset = options.default_dataset;
   jobs.defaults.checkpoint_every = options.checkpoint_every;
   jobs.defaults.keep_checkpoints = options.keep_checkpoints;
@@ -121,6 +122,7 @@ void LogConfiguration(const Options& o) {
                                 {"threads_per_job", o.threads_per_job},
                                 {"checkpoint_every", o.checkpoint_every},
                                 {"keep_checkpoints", o.keep_checkpoints},
+                                {"background_checkpoints", o.background_checkpoints},
                                 {"max_steps", o.max_steps},
                                 {"max_batch_size", o.max_batch_size},
                                 {"control_threads", o.control_threads},

@@ -70,6 +70,8 @@ struct Options {
   // Defaults for jobs whose spec leaves them unset.
   int64_t checkpoint_every = gan::kDefaultCheckpointEvery;
   int keep_checkpoints = gan::kDefaultKeepCheckpoints;
+  // Periodic checkpoints written from a snapshot on a background thread (TrainingOptions).
+  bool background_checkpoints = gan::kDefaultBackgroundCheckpoints;
   // Caps on what a job may ask for.
   int64_t max_steps = 10'000'000;
   int max_batch_size = GanLimits{}.max_batch_size;

@@ -906,8 +906,9 @@ TEST_F(ServerTest, ResumesAfterKillMinusNine) {
   EXPECT_EQ(resumes, 1) << Describe(stream.events);
   RecordProperty("killed_at_step", static_cast<int>(progress.step()));
   RecordProperty("resumed_from_step", static_cast<int>(resumed_from));
-  // The checkpoint at step 4 was recorded before step 5 completed.
-  EXPECT_GE(resumed_from, 4);
+  // Step 4's checkpoint may still have been in flight (written in the background) at the kill,
+  // but step 2's was durable before step 4's began: one write per job at a time.
+  EXPECT_GE(resumed_from, 2);
   EXPECT_LE(resumed_from, progress.step() + 2);
   EXPECT_EQ(Describe(stream.events),
             absl::StrCat(StepsThen(0, resumed_from, ""), resumed_from > 0 ? ", " : "", "resumed ",

@@ -49,6 +49,7 @@ struct Flags {
   uint64_t seed = 1;
   int64_t checkpoint_every = gan::kDefaultCheckpointEvery;
   int keep_checkpoints = gan::kDefaultKeepCheckpoints;
+  bool background_checkpoints = gan::kDefaultBackgroundCheckpoints;
   int64_t log_every = 10;
   int batch = 0;
   int threads = gan::kDefaultTrainingThreads;
@@ -158,6 +159,7 @@ int Train(const Flags& flags) {
   options.seed = flags.seed;
   options.checkpoint_every = flags.checkpoint_every;
   options.keep_checkpoints = flags.keep_checkpoints;
+  options.background_checkpoints = flags.background_checkpoints;
   options.checkpoint_dir = flags.out + "/checkpoints";
   options.init_checkpoint = flags.init;
   options.init_optimizer = flags.init_optimizer;
@@ -281,6 +283,10 @@ int main(int argc, char** argv) {
   app.add_option("--keep_checkpoints", flags.keep_checkpoints, "newest checkpoints kept (0: all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--background_checkpoints", flags.background_checkpoints,
+                 "write periodic checkpoints from a snapshot on a background thread (false: on "
+                 "the training thread, without the snapshot's memory)")
+      ->capture_default_str();
   app.add_option("--log_every", flags.log_every, "steps between progress lines / metrics")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
