@@ -3,8 +3,8 @@
 # and runs the whole test suite (what CI runs): every ctest label, unit, e2e, slow and python in the
 # Release build, then the `sanitize` tests again under AddressSanitizer + UndefinedBehaviorSanitizer
 # in build-asan (GAN_SKIP_SANITIZERS=1 skips that second stage), then the `tsan` tests (the server's
-# threads: executor, job manager, store, in-process servers) under ThreadSanitizer in build-tsan,
-# with OpenMP on one thread and the suppressions of tests/tsan.supp; any report fails its test
+# threads: executor, job manager, store, background checkpoint writes, in-process servers) under
+# ThreadSanitizer in build-tsan, with OpenMP on one thread and the suppressions of tests/tsan.supp; any report fails its test
 # (GAN_SKIP_TSAN=1 skips that third stage; set both for a quick local run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
