@@ -1,5 +1,7 @@
 #include "core/scorer.h"
 
+#include <omp.h>
+
 #include <algorithm>
 
 #include "absl/status/status.h"
@@ -7,17 +9,41 @@
 #include "io/status_macros.h"
 
 namespace gan {
+namespace {
 
-Scorer::Scorer(std::vector<LayerShape> discriminator, ParameterStore* params, int64_t chunk)
+// The calling thread's OpenMP team size set to `threads` (when > 0) for the scope. oneDNN sizes a
+// primitive's work split for the team it is created under, so a network is always created and run
+// under the same one.
+class ScopedOmpThreads {
+ public:
+  explicit ScopedOmpThreads(int threads) : previous_(omp_get_max_threads()) {
+    if (threads > 0) omp_set_num_threads(threads);
+  }
+  ~ScopedOmpThreads() { omp_set_num_threads(previous_); }
+  ScopedOmpThreads(const ScopedOmpThreads&) = delete;
+  ScopedOmpThreads& operator=(const ScopedOmpThreads&) = delete;
+
+ private:
+  int previous_;
+};
+
+}  // namespace
+
+Scorer::Scorer(std::vector<LayerShape> discriminator, ParameterStore* params, int64_t chunk,
+               int64_t single_thread_images)
     : layers_(std::move(discriminator)),
       params_(params),
       chunk_(chunk),
+      single_thread_images_(single_thread_images),
       image_floats_(NumElements(layers_.front().input)) {}
 
-absl::StatusOr<Sequential*> Scorer::NetworkFor(int64_t batch) {
+int64_t Scorer::SizeFor(int64_t batch) const {
   int64_t size = 1;
   while (size < batch && size < chunk_) size *= 2;
-  size = std::min(size, chunk_);
+  return std::min(size, chunk_);
+}
+
+absl::StatusOr<Sequential*> Scorer::NetworkFor(int64_t size) {
   auto it = networks_.find(size);
   if (it == networks_.end()) {
     GAN_ASSIGN_OR_RETURN(std::unique_ptr<Sequential> net,
@@ -35,7 +61,9 @@ absl::Status Scorer::Score(absl::Span<const float> images, int64_t n, absl::Span
   }
   for (int64_t start = 0; start < n; start += chunk_) {
     const int64_t count = std::min(chunk_, n - start);
-    GAN_ASSIGN_OR_RETURN(Sequential * net, NetworkFor(count));
+    const int64_t size = SizeFor(count);
+    ScopedOmpThreads threads(size <= single_thread_images_ ? 1 : 0);
+    GAN_ASSIGN_OR_RETURN(Sequential * net, NetworkFor(size));
     absl::Span<float> input = net->input();
     std::copy_n(images.data() + start * image_floats_, count * image_floats_, input.data());
     // Padding rows of a tail network are zeros; their outputs are discarded.

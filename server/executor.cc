@@ -5,9 +5,11 @@
 
 namespace gan::server {
 
-Executor::Executor(std::string name, int threads, int max_queue)
+Executor::Executor(std::string name, int threads, int max_queue, std::function<void()> thread_init)
     : name_(std::move(name)), max_queue_(std::max(max_queue, 0)) {
-  for (int i = 0; i < std::max(threads, 1); ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  for (int i = 0; i < std::max(threads, 1); ++i) {
+    workers_.emplace_back([this, thread_init] { WorkerLoop(thread_init); });
+  }
 }
 
 Executor::~Executor() { Shutdown(); }
@@ -36,7 +38,8 @@ void Executor::Shutdown() {
   workers_.clear();
 }
 
-void Executor::WorkerLoop() {
+void Executor::WorkerLoop(const std::function<void()>& thread_init) {
+  if (thread_init) thread_init();
   while (true) {
     absl::AnyInvocable<void()> fn;
     {

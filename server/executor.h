@@ -7,6 +7,7 @@
 // of growing. Thread-safe.
 
 #include <deque>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,7 +21,9 @@ namespace gan::server {
 class Executor {
  public:
   // `threads` >= 1 workers; at most `max_queue` closures wait (0: only as many as idle workers).
-  Executor(std::string name, int threads, int max_queue);
+  // Each worker runs `thread_init` (when set) once, before its first closure.
+  Executor(std::string name, int threads, int max_queue,
+           std::function<void()> thread_init = nullptr);
   ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
@@ -35,7 +38,7 @@ class Executor {
   int queued();
 
  private:
-  void WorkerLoop();
+  void WorkerLoop(const std::function<void()>& thread_init);
 
   const std::string name_;
   const int max_queue_;

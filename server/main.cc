@@ -95,6 +95,14 @@ int main(int argc, char** argv) {
                  "threads serving Score and SampleImages")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
+  app.add_option("--inference_omp_threads", o.inference_omp_threads,
+                 "OpenMP threads of each inference thread's passes (0: OpenMP's default)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 256));
+  app.add_option("--inference_single_thread_images", o.inference_single_thread_images,
+                 "inference passes of at most this many images run on one OpenMP thread (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   app.add_option("--max_inference_queue", o.max_inference_queue,
                  "Score/SampleImages calls waiting before RESOURCE_EXHAUSTED")
       ->capture_default_str()

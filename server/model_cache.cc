@@ -93,7 +93,7 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
     return WithPath(path, s);
   }
   model->scorer = std::make_unique<Scorer>(model->shapes.discriminator, model->discriminator.get(),
-                                           options.chunk);
+                                           options.chunk, options.single_thread_images);
   return model;
 }
 

@@ -53,9 +53,10 @@ struct LoadedModel {
 absl::StatusOr<Sampler*> GeneratorSampler(LoadedModel& model, int64_t chunk);
 
 struct ModelCacheOptions {
-  int max_cached_models = 1;  // at least 1
-  int64_t chunk = 1;          // most images per inference pass; at least 1
-  GanLimits limits;           // caps applied to the spec stored in a checkpoint
+  int max_cached_models = 1;         // at least 1
+  int64_t chunk = 1;                 // most images per inference pass; at least 1
+  int64_t single_thread_images = 0;  // Scorer's: passes of at most this many on one thread
+  GanLimits limits;                  // caps applied to the spec stored in a checkpoint
 };
 
 class ModelCache {

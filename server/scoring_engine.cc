@@ -21,6 +21,7 @@ ModelCacheOptions CacheOptions(const ScoringOptions& options) {
   ModelCacheOptions cache;
   cache.max_cached_models = options.max_cached_models;
   cache.chunk = options.chunk;
+  cache.single_thread_images = options.single_thread_images;
   cache.limits = options.limits;
   return cache;
 }

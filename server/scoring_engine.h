@@ -40,6 +40,8 @@ struct ScoringOptions {
   // Most images in one network pass and one dynamic batch (--max_batch_images); a request of
   // more runs in passes of this many. At least 1.
   int64_t chunk = 1;
+  // Passes of at most this many images run on one OpenMP thread (--inference_single_thread_images).
+  int64_t single_thread_images = 0;
   // How long the first request of a batch waits for others to join it (--batch_timeout_micros).
   absl::Duration batch_timeout = absl::ZeroDuration();
   // Requests waiting for a batch across all models (--max_inference_queue); more are

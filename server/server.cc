@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <omp.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -65,6 +66,7 @@ ScoringOptions ScoringOptionsFrom(const Options& options) {
   ScoringOptions scoring;
   scoring.max_cached_models = options.max_cached_models;
   scoring.chunk = options.max_batch_images;
+  scoring.single_thread_images = options.inference_single_thread_images;
   scoring.batch_timeout = absl::Microseconds(options.batch_timeout_micros);
   scoring.max_queued_requests = options.max_inference_queue;
   scoring.threads = options.inference_threads;
@@ -106,44 +108,47 @@ namespace {
 
 void LogConfiguration(const Options& o) {
   // Every option but secrets (there are none yet; keep it so when some arrive).
-  log::Info("server starting", {{"listen", o.listen},
-                                {"metrics_listen", o.metrics_listen},
-                                {"data_dir", o.data_dir},
-                                // With any password replaced by ***.
-                                {"job_store", RedactJobStoreUrl(o.job_store)},
-                                {"replica_id", o.replica_id},
-                                {"lease_seconds", o.lease_seconds},
-                                {"store_poll_millis", o.store_poll_millis},
-                                {"store_connect_timeout_seconds", o.store_connect_timeout_seconds},
-                                {"default_dataset", o.default_dataset},
-                                {"log_format", o.log_format},
-                                {"max_concurrent_jobs", o.max_concurrent_jobs},
-                                {"max_queued_jobs", o.max_queued_jobs},
-                                {"threads_per_job", o.threads_per_job},
-                                {"checkpoint_every", o.checkpoint_every},
-                                {"keep_checkpoints", o.keep_checkpoints},
-                                {"background_checkpoints", o.background_checkpoints},
-                                {"max_steps", o.max_steps},
-                                {"max_batch_size", o.max_batch_size},
-                                {"control_threads", o.control_threads},
-                                {"max_control_queue", o.max_control_queue},
-                                {"inference_threads", o.inference_threads},
-                                {"max_inference_queue", o.max_inference_queue},
-                                {"max_score_batch", o.max_score_batch},
-                                {"max_sample_count", o.max_sample_count},
-                                {"max_cached_models", o.max_cached_models},
-                                {"max_batch_images", o.max_batch_images},
-                                {"batch_timeout_micros", o.batch_timeout_micros},
-                                {"max_message_bytes", o.max_message_bytes},
-                                {"max_concurrent_streams", o.max_concurrent_streams},
-                                {"shutdown_grace_seconds", o.shutdown_grace_seconds},
-                                // Paths only: never a token or a key.
-                                {"auth_tokens", o.auth_tokens},
-                                {"tls_cert", o.tls_cert},
-                                {"tls_client_ca", o.tls_client_ca},
-                                {"allow_insecure", o.allow_insecure},
-                                {"max_jobs_per_principal", o.max_jobs_per_principal},
-                                {"max_streams_per_principal", o.max_streams_per_principal}});
+  log::Info("server starting",
+            {{"listen", o.listen},
+             {"metrics_listen", o.metrics_listen},
+             {"data_dir", o.data_dir},
+             // With any password replaced by ***.
+             {"job_store", RedactJobStoreUrl(o.job_store)},
+             {"replica_id", o.replica_id},
+             {"lease_seconds", o.lease_seconds},
+             {"store_poll_millis", o.store_poll_millis},
+             {"store_connect_timeout_seconds", o.store_connect_timeout_seconds},
+             {"default_dataset", o.default_dataset},
+             {"log_format", o.log_format},
+             {"max_concurrent_jobs", o.max_concurrent_jobs},
+             {"max_queued_jobs", o.max_queued_jobs},
+             {"threads_per_job", o.threads_per_job},
+             {"checkpoint_every", o.checkpoint_every},
+             {"keep_checkpoints", o.keep_checkpoints},
+             {"background_checkpoints", o.background_checkpoints},
+             {"max_steps", o.max_steps},
+             {"max_batch_size", o.max_batch_size},
+             {"control_threads", o.control_threads},
+             {"max_control_queue", o.max_control_queue},
+             {"inference_threads", o.inference_threads},
+             {"inference_omp_threads", o.inference_omp_threads},
+             {"inference_single_thread_images", o.inference_single_thread_images},
+             {"max_inference_queue", o.max_inference_queue},
+             {"max_score_batch", o.max_score_batch},
+             {"max_sample_count", o.max_sample_count},
+             {"max_cached_models", o.max_cached_models},
+             {"max_batch_images", o.max_batch_images},
+             {"batch_timeout_micros", o.batch_timeout_micros},
+             {"max_message_bytes", o.max_message_bytes},
+             {"max_concurrent_streams", o.max_concurrent_streams},
+             {"shutdown_grace_seconds", o.shutdown_grace_seconds},
+             // Paths only: never a token or a key.
+             {"auth_tokens", o.auth_tokens},
+             {"tls_cert", o.tls_cert},
+             {"tls_client_ca", o.tls_client_ca},
+             {"allow_insecure", o.allow_insecure},
+             {"max_jobs_per_principal", o.max_jobs_per_principal},
+             {"max_streams_per_principal", o.max_streams_per_principal}});
 }
 
 // What flag parsing cannot check; messages name the flag.
@@ -165,6 +170,14 @@ absl::Status ValidateOptions(const Options& o) {
   if (o.lease_seconds < 1 || o.store_poll_millis < 1 || o.store_connect_timeout_seconds < 1) {
     return absl::InvalidArgumentError(
         "--lease_seconds, --store_poll_millis and --store_connect_timeout_seconds must be >= 1");
+  }
+  if (o.inference_single_thread_images < 0) {
+    return absl::InvalidArgumentError(
+        "--inference_single_thread_images: must be >= 0 (0: every pass on the whole team)");
+  }
+  if (o.inference_omp_threads < 0) {
+    return absl::InvalidArgumentError(
+        "--inference_omp_threads: must be >= 0 (0: OpenMP's default)");
   }
   if (o.batch_timeout_micros < 0) {
     return absl::InvalidArgumentError("--batch_timeout_micros: must be >= 0");
@@ -275,8 +288,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::BuildAndStart(const Options& opt
       std::make_unique<JobManager>(parts->store.get(), parts->datasets.get(), job_options);
   parts->control =
       std::make_unique<Executor>("control", options.control_threads, options.max_control_queue);
+  std::function<void()> inference_init;
+  if (options.inference_omp_threads > 0) {
+    // Per thread: the networks an inference thread creates and runs all see this team size.
+    inference_init = [n = options.inference_omp_threads] { omp_set_num_threads(n); };
+  }
   parts->inference = std::make_unique<Executor>("inference", options.inference_threads,
-                                                options.max_inference_queue);
+                                                options.max_inference_queue, inference_init);
   // Batches run on the inference executor, which Shutdown drains before the engine goes.
   ScoringOptions scoring_options = ScoringOptionsFrom(options);
   scoring_options.metrics = &parts->metrics;

@@ -83,6 +83,13 @@ struct Options {
   // waiting for them: requests waiting for a batch across all models, and SampleImages calls
   // waiting for a thread, each up to this bound; more are RESOURCE_EXHAUSTED.
   int inference_threads = 2;
+  // OpenMP threads of each inference thread's oneDNN passes; 0: OpenMP's default (OMP_NUM_THREADS,
+  // else one per core). 1 suits many small concurrent requests (docs/performance.md).
+  int inference_omp_threads = 0;
+  // Inference passes of networks sized for at most this many images run on one OpenMP thread
+  // (small passes lose more to waking a team than they gain from it); 0: none. 8 measured best
+  // on 2 cores (docs/performance.md, "OpenMP threads of small passes").
+  int64_t inference_single_thread_images = 8;
   int max_inference_queue = 256;
   // Most images in one Score request, and in one SampleImages call.
   int64_t max_score_batch = 1024;
