@@ -46,5 +46,31 @@ TEST(ExecutorTest, IdleWorkersTakeWorkEvenWithNoQueue) {
   EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
 }
 
+// thread_init runs once on each worker, before any closure runs there (the inference executor
+// sets each worker's OpenMP team size with it).
+TEST(ExecutorTest, EachWorkerRunsItsInitBeforeItsFirstClosure) {
+  constexpr int kThreads = 3;
+  thread_local bool initialized = false;
+  std::atomic<int> inits{0}, uninitialized_runs{0}, runs{0};
+  {
+    Executor executor("test", kThreads, /*max_queue=*/64, [&] {
+      initialized = true;
+      ++inits;
+    });
+    for (int i = 0; i < 20; ++i) {
+      while (!executor.TrySchedule([&] {
+        if (!initialized) ++uninitialized_runs;
+        ++runs;
+      })) {
+        absl::SleepFor(absl::Milliseconds(1));
+      }
+    }
+    executor.Shutdown();
+  }
+  EXPECT_EQ(runs.load(), 20);
+  EXPECT_EQ(inits.load(), kThreads);
+  EXPECT_EQ(uninitialized_runs.load(), 0);
+}
+
 }  // namespace
 }  // namespace gan::server
