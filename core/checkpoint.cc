@@ -231,8 +231,8 @@ struct CheckpointSnapshot::Contents {
   std::map<std::string, std::string> metadata;
 };
 
-CheckpointSnapshot::CheckpointSnapshot(std::unique_ptr<Contents> contents, int64_t bytes)
-    : contents_(std::move(contents)), bytes_(bytes) {}
+CheckpointSnapshot::CheckpointSnapshot(std::unique_ptr<Contents> contents)
+    : contents_(std::move(contents)) {}
 CheckpointSnapshot::CheckpointSnapshot(CheckpointSnapshot&&) noexcept = default;
 CheckpointSnapshot& CheckpointSnapshot::operator=(CheckpointSnapshot&&) noexcept = default;
 CheckpointSnapshot::~CheckpointSnapshot() = default;
@@ -250,7 +250,7 @@ CheckpointSnapshot CheckpointSnapshot::Take(GanTrainer& trainer, const Checkpoin
     view.bytes = absl::string_view(at, view.bytes.size());
     at += view.bytes.size();
   }
-  return CheckpointSnapshot(std::move(contents), static_cast<int64_t>(bytes));
+  return CheckpointSnapshot(std::move(contents));
 }
 
 absl::Status CheckpointSnapshot::Write(const std::string& path) const {

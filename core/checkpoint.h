@@ -61,14 +61,11 @@ class CheckpointSnapshot {
 
   // SaveCheckpoint's atomic write and errors.
   absl::Status Write(const std::string& path) const;
-  // The tensors' bytes held.
-  int64_t bytes() const { return bytes_; }
 
  private:
   struct Contents;
-  CheckpointSnapshot(std::unique_ptr<Contents> contents, int64_t bytes);
+  explicit CheckpointSnapshot(std::unique_ptr<Contents> contents);
   std::unique_ptr<Contents> contents_;
-  int64_t bytes_ = 0;
 };
 
 // The checksum MakeCheckpoint stores under kChecksumKey, computed over `checkpoint` as it is
