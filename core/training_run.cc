@@ -205,14 +205,12 @@ absl::Status TrainingRun::FinishBackgroundCheckpoint(const TrainingCallbacks& ca
 
 absl::Status TrainingRun::WriteCheckpoint(const TrainingCallbacks& callbacks, bool background) {
   const int64_t step = trainer_->step();
-  // A run stopped before its first step has nothing to keep: its start is the seed's. A step
-  // already written (a stop right after a periodic checkpoint, or the one resumed from) is not
-  // written again.
-  if (options_.checkpoint_dir.empty() || step == 0 || step == last_checkpoint_step_) {
-    return absl::OkStatus();
-  }
+  // A run stopped before its first step has nothing to keep: its start is the seed's.
+  if (options_.checkpoint_dir.empty() || step == 0) return absl::OkStatus();
   // One write at a time, in step order: the one in flight completes (and is reported) first.
   GAN_RETURN_IF_ERROR(FinishBackgroundCheckpoint(callbacks, /*wait=*/true));
+  // A step already written (a stop right after a periodic checkpoint, written in the background
+  // or not, or the one resumed from) is not written again.
   if (step == last_checkpoint_step_) return absl::OkStatus();
   const std::string path = CheckpointPath(step);
   std::error_code error;
