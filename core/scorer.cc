@@ -11,20 +11,22 @@
 namespace gan {
 namespace {
 
-// The calling thread's OpenMP team size set to `threads` (when > 0) for the scope. oneDNN sizes a
-// primitive's work split for the team it is created under, so a network is always created and run
-// under the same one.
+// The calling thread's OpenMP team size set to `threads` (when > 0; else untouched) for the scope.
+// oneDNN sizes a primitive's work split for the team it is created under, so a network is always
+// created and run under the same one.
 class ScopedOmpThreads {
  public:
-  explicit ScopedOmpThreads(int threads) : previous_(omp_get_max_threads()) {
+  explicit ScopedOmpThreads(int threads) : previous_(threads > 0 ? omp_get_max_threads() : 0) {
     if (threads > 0) omp_set_num_threads(threads);
   }
-  ~ScopedOmpThreads() { omp_set_num_threads(previous_); }
+  ~ScopedOmpThreads() {
+    if (previous_ > 0) omp_set_num_threads(previous_);
+  }
   ScopedOmpThreads(const ScopedOmpThreads&) = delete;
   ScopedOmpThreads& operator=(const ScopedOmpThreads&) = delete;
 
  private:
-  int previous_;
+  int previous_;  // 0: nothing to restore
 };
 
 }  // namespace
