@@ -19,6 +19,7 @@
 
 #include "CLI/CLI.hpp"
 #include "core/dataset.h"
+#include "core/engine.h"
 #include "core/gan_trainer.h"
 #include "core/init.h"
 #include "core/precision.h"
@@ -78,11 +79,11 @@ int Run(const std::string& preset, int batch, int threads, int steps, int score_
   for (int i = 0; i < steps; ++i) last = step();
   const double train_ips = steps * static_cast<double>(batch) / Seconds(start);
 
-  gan::Scorer scorer((*trainer)->shapes().discriminator, &(*trainer)->discriminator(),
-                     score_chunk);
+  gan::Scorer scorer((*trainer)->shapes().discriminator, &(*trainer)->discriminator(), score_chunk);
   std::vector<float> images(static_cast<size_t>(score_batch) * 28 * 28, 0.5f);
   std::vector<float> logits(score_batch), probabilities(score_batch);
-  for (int i = 0; i < 3; ++i) (void)scorer.Score(images, score_batch, absl::MakeSpan(logits), absl::MakeSpan(probabilities));
+  for (int i = 0; i < 3; ++i)
+    (void)scorer.Score(images, score_batch, absl::MakeSpan(logits), absl::MakeSpan(probabilities));
   int64_t scored = 0;
   start = std::chrono::steady_clock::now();
   while (Seconds(start) < 2.0) {
@@ -94,16 +95,15 @@ int Run(const std::string& preset, int batch, int threads, int steps, int score_
   rusage usage;
   getrusage(RUSAGE_SELF, &usage);
   const long long peak_rss = static_cast<long long>(usage.ru_maxrss) * 1024;
-  const dnnl_version_t* v = dnnl_version();
   if (json) {
     std::printf(
-        "{\"engine\": \"onednn-%d.%d.%d\", \"preset\": \"%s\", \"precision\": \"%s\", "
+        "{\"engine\": \"%s\", \"preset\": \"%s\", \"precision\": \"%s\", "
         "\"threads\": %d, \"batch\": %d, "
         "\"steps\": %d, \"train_images_per_s\": %.1f, \"score_batch\": %d, "
         "\"score_chunk\": %d, \"score_images_per_s\": %.1f, \"peak_rss_bytes\": %lld, "
         "\"last_d_loss\": %.4f, "
         "\"last_g_loss\": %.4f}\n",
-        v->major, v->minor, v->patch, preset.c_str(), precision.c_str(), threads, batch, steps,
+        gan::OneDnnName().c_str(), preset.c_str(), precision.c_str(), threads, batch, steps,
         train_ips, score_batch, score_chunk, score_ips, peak_rss, last.d_loss, last.g_loss);
   } else {
     std::printf(
@@ -124,10 +124,12 @@ int main(int argc, char** argv) {
   bool json = false, primitives = false;
   std::string precision = "fp32";
   app.add_option("--preset", preset, "seed, seed-dcgan or tf-dcgan")->capture_default_str();
-  app.add_option("--batch", batch, "training batch size")->capture_default_str()->check(
-      CLI::Range(1, 4096));
-  app.add_option("--threads", threads, "OpenMP threads")->capture_default_str()->check(
-      CLI::Range(1, 256));
+  app.add_option("--batch", batch, "training batch size")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--threads", threads, "OpenMP threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   app.add_option("--steps", steps, "timed iterations after 3 warm-up ones")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));

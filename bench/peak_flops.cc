@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "core/engine.h"
 #include "core/precision.h"
 #include "nlohmann/json.hpp"
 #include "oneapi/dnnl/dnnl.hpp"
@@ -144,13 +145,11 @@ Result Measure(const dnnl::engine& engine, dnnl::stream& stream, const std::stri
 
 int Run(int threads, int64_t size_fp32, int64_t size_bf16, double seconds, bool json) {
   omp_set_num_threads(threads);
-  const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  const dnnl::engine& engine = gan::CpuEngine();
   dnnl::stream stream(engine);
   const std::vector<Result> results = {Measure(engine, stream, "fp32", size_fp32, seconds),
                                        Measure(engine, stream, "bf16", size_bf16, seconds)};
-  const dnnl_version_t* v = dnnl_version();
-  const std::string onednn = "onednn-" + std::to_string(v->major) + "." + std::to_string(v->minor) +
-                             "." + std::to_string(v->patch);
+  const std::string onednn = gan::OneDnnName();
   const std::string cpu = CpuModel();
   const std::string isa = gan::EffectiveCpuIsaName();
   if (json) {
